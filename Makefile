@@ -1,0 +1,45 @@
+# Set-up is automatic: the first `make test` or `make reproduce` creates .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The CPU build of torch keeps a GPU-less machine from pulling several GB of CUDA
+# libraries. Where no local CPU wheel is found, it comes from PyTorch's CPU index.
+TORCH_VERSION   ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PROFILE ?= quick
+JOBS    ?= 2
+
+.PHONY: all setup test reproduce benchmark claims clean
+
+all: reproduce
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "GPU found: installing the default (CUDA) torch build"; \
+		$(BIN)/pip install -q "torch>=2.2"; \
+	else \
+		echo "No GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
+		$(BIN)/pip install -q "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+		|| $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
+	fi
+	$(BIN)/pip install -q -e ".[test,cluster]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) -q
+
+reproduce: $(STAMP)
+	$(BIN)/python -m figures --profile $(PROFILE)
+
+benchmark: $(STAMP)
+	$(BIN)/python -m benchmarks.exact_solvers
+
+claims: $(STAMP)
+	$(BIN)/python -m theory claims --out results/claims.md
+
+clean:
+	rm -rf $(VENV) results/cache

@@ -1,0 +1,158 @@
+"""The gate space G1 on a finite outcome space, and restricted gate families.
+
+A gate is an (n x p) array whose rows lie in the simplex; the gated model is
+``pi_g(x) = sum_k g(x, k) pi_k(x)`` and G1 asks for total mass ``Z_g = 1``. Over G1
+the gated model can be any ``q`` in the pointwise hull ``l <= q <= u`` with
+``sum q = 1``, where ``l = min_k pi_k`` and ``u = max_k pi_k``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theory.errors import EmptyGateSpaceError, InvalidDistributionError, ShapeMismatchError
+
+#: Absolute tolerance for membership tests (row sums, total mass, hull bounds).
+MEMBERSHIP_TOL = 1e-9
+
+
+def pointwise_hull(P) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(l, u)`` with ``l(x) = min_k pi_k(x)`` and ``u(x) = max_k pi_k(x)``."""
+    P = np.asarray(P, dtype=np.float64)
+    return P.min(axis=0), P.max(axis=0)
+
+
+def gated_model(gate, P) -> np.ndarray:
+    """The (unnormalised) gated model ``pi_g(x) = sum_k g(x, k) pi_k(x)``."""
+    return np.einsum("nk,kn->n", np.asarray(gate, dtype=np.float64), np.asarray(P, dtype=np.float64))
+
+
+def gate_mass(gate, P) -> float:
+    """Total mass ``Z_g = sum_x sum_k g(x, k) pi_k(x)``."""
+    return float(gated_model(gate, P).sum())
+
+
+def check_gate(gate, p: int, n: int) -> np.ndarray:
+    """Validate that ``gate`` is (n x p) with rows in the simplex; return it as float64."""
+    g = np.asarray(gate, dtype=np.float64)
+    if g.shape != (n, p):
+        raise ShapeMismatchError(f"gate must have shape (n={n}, p={p}), got {g.shape}")
+    if not np.isfinite(g).all() or (g < -MEMBERSHIP_TOL).any():
+        row = int(np.flatnonzero(~np.isfinite(g).all(axis=1) | (g < -MEMBERSHIP_TOL).any(axis=1))[0])
+        raise InvalidDistributionError(f"gate row (outcome) {row} has a NaN, infinite or negative weight")
+    bad = np.abs(g.sum(axis=1) - 1) > MEMBERSHIP_TOL
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InvalidDistributionError(f"gate row (outcome) {row} sums to {g[row].sum():.12g}, not 1")
+    return g
+
+
+def in_G1(gate, P, tol: float = MEMBERSHIP_TOL) -> bool:
+    """Whether ``gate`` has rows in the simplex and gives a model of total mass one."""
+    P = np.asarray(P, dtype=np.float64)
+    g = np.asarray(gate, dtype=np.float64)
+    if g.shape != (P.shape[1], P.shape[0]) or (g < -tol).any():
+        return False
+    if np.abs(g.sum(axis=1) - 1).max() > tol:
+        return False
+    return abs(gate_mass(g, P) - 1.0) <= tol
+
+
+def hull_is_feasible(P, tol: float = MEMBERSHIP_TOL) -> bool:
+    """Whether some ``q`` in the pointwise hull sums to one (``sum l <= 1 <= sum u``)."""
+    lo, hi = pointwise_hull(P)
+    return lo.sum() <= 1 + tol and hi.sum() >= 1 - tol
+
+
+def require_nonempty_G1(P, support=None) -> None:
+    """Raise :class:`EmptyGateSpaceError` if no gate on ``support`` reaches mass one.
+
+    With ``support`` (a boolean mask of outcomes) the gate may only place mass there,
+    as in the paper's Lemma 1: when every expert leaks mass outside the support,
+    ``sum_{x in support} max_k pi_k(x) < 1`` and G1 is empty. The remedy is to
+    renormalise the experts on the support (:func:`renormalise_on_support`) or to
+    define the gate on the experts' whole outcome space.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    lo, hi = pointwise_hull(P)
+    if support is not None:
+        mask = np.asarray(support, dtype=bool)
+        lo, hi = lo[mask], hi[mask]
+    if hi.sum() < 1 - MEMBERSHIP_TOL:
+        where = "on the support of the data" if support is not None else ""
+        raise EmptyGateSpaceError(
+            f"G1 is empty {where}: the largest reachable mass is sum_x max_k pi_k(x) = "
+            f"{hi.sum():.6g} < 1. Remedy: renormalise the experts on the support "
+            "(theory.gates.renormalise_on_support) or define the gate on the experts' whole "
+            "outcome space"
+        )
+    if lo.sum() > 1 + MEMBERSHIP_TOL:
+        raise EmptyGateSpaceError(
+            f"G1 is empty: the smallest reachable mass is sum_x min_k pi_k(x) = {lo.sum():.6g} > 1"
+        )
+
+
+def renormalise_on_support(P, support) -> np.ndarray:
+    """Experts restricted to ``support`` and renormalised there (rows sum to one)."""
+    P = np.asarray(P, dtype=np.float64)
+    mask = np.asarray(support, dtype=bool)
+    out = np.where(mask[None, :], P, 0.0)
+    mass = out.sum(axis=1, keepdims=True)
+    if (mass <= 0).any():
+        row = int(np.flatnonzero(mass[:, 0] <= 0)[0])
+        raise EmptyGateSpaceError(f"expert {row} puts no mass on the support: it cannot be renormalised")
+    return out / mass
+
+
+def gate_from_q(q, P) -> np.ndarray:
+    """A gate in G1 realising any ``q`` of the pointwise hull.
+
+    Weight ``(q - l) / (u - l)`` goes to the arg-max expert and the rest to the
+    arg-min expert; where ``u = l`` all weight goes to the arg-min expert.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    p, n = P.shape
+    kmin, kmax = P.argmin(axis=0), P.argmax(axis=0)
+    rows = np.arange(n)
+    lo, hi = P[kmin, rows], P[kmax, rows]
+    width = hi - lo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(width > 0, (q - lo) / width, 0.0)
+    t = np.clip(t, 0.0, 1.0)
+    gate = np.zeros((n, p))
+    gate[rows, kmin] = 1.0 - t
+    gate[rows, kmax] += t
+    return gate
+
+
+def constant_gate(weights, n: int) -> np.ndarray:
+    """The static gate ``g(x, .) = weights`` for every outcome (always in G1)."""
+    w = np.asarray(weights, dtype=np.float64)
+    return np.broadcast_to(w, (n, w.shape[0])).copy()
+
+
+def partition_gate(cell_weights, cells) -> np.ndarray:
+    """Gate constant on the cells of a partition: ``g(x, .) = cell_weights[cells[x]]``.
+
+    ``cells`` is an integer array of length n with values in ``0..C-1``;
+    ``cell_weights`` is (C x p) with rows in the simplex.
+    """
+    W = np.asarray(cell_weights, dtype=np.float64)
+    return W[np.asarray(cells, dtype=np.intp)].copy()
+
+
+def check_cells(cells, n: int) -> tuple[np.ndarray, int]:
+    """Validate a partition of ``n`` outcomes; return (cells as intp, number of cells).
+
+    Cell labels are relabelled to ``0..C-1`` in order of first appearance of each label.
+    """
+    c = np.asarray(cells)
+    if c.shape != (n,):
+        raise ShapeMismatchError(f"partition must assign a cell to each of the n={n} outcomes, got shape {c.shape}")
+    if not np.issubdtype(c.dtype, np.integer):
+        if not np.all(np.isfinite(c)) or not np.all(c == np.round(c)):
+            bad = int(np.flatnonzero(~np.isfinite(c) | (c != np.round(c)))[0])
+            raise InvalidDistributionError(f"partition label of outcome {bad} is {c[bad]!r}, not an integer")
+    _, labels = np.unique(c, return_inverse=True)
+    return labels.astype(np.intp), int(labels.max()) + 1

@@ -1,0 +1,107 @@
+"""The one result type shared by every solver of the suite."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: The solver certified its answer to the requested tolerance.
+OPTIMAL = "optimal"
+#: The solver stopped (iteration or time limit) before reaching its tolerance.
+NOT_CONVERGED = "not_converged"
+#: A third-party solver reported reduced accuracy.
+INACCURATE = "inaccurate"
+
+
+class ToleranceWarning(RuntimeWarning):
+    """Emitted when a solver returns without reaching its requested tolerance."""
+
+
+@dataclass
+class SolverResult:
+    """Solution of a (robust or fixed-mixture) gate problem on a finite outcome space.
+
+    Attributes
+    ----------
+    q : ndarray (n,)
+        The gated model ``pi_g`` as a distribution over outcomes.
+    gate : ndarray (n, p)
+        A gate realising ``q``: ``q = sum_k gate[:, k] * P[k]``, rows in the simplex.
+    value : float
+        The objective at ``q`` in nats: ``max_{lam in Lambda} sum_k lam_k KL(D_k || q)``
+        for the robust problem, ``KL(D_lam || q)`` for a fixed mixture.
+    lam : ndarray (p,)
+        The least-favourable mixture (robust) or the given mixture (fixed).
+    gap : float
+        Certified bound on the error of ``value``: upper minus lower bound (nats).
+    lower, upper : float
+        The certificate ``lower <= optimal value <= upper``.
+    kl : ndarray (p,)
+        ``KL(D_k || q)`` for each domain, recomputed in float64 numpy.
+    iterations : int
+    seconds : float
+    status : str
+        ``"optimal"`` when the tolerance was reached, otherwise ``"not_converged"`` or
+        ``"inaccurate"``.
+    solver : str
+    tol : float
+        The requested tolerance on ``gap``.
+    history : dict of lists
+        Per-iteration traces (solver dependent), e.g. ``lower``, ``upper``, ``lam``.
+    info : dict
+        Anything else the solver reports (gate family, dual variables, ...).
+    """
+
+    q: np.ndarray
+    gate: np.ndarray
+    value: float
+    lam: np.ndarray
+    gap: float
+    lower: float
+    upper: float
+    kl: np.ndarray
+    iterations: int
+    seconds: float
+    status: str
+    solver: str
+    tol: float
+    history: dict[str, list] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return self.status == OPTIMAL
+
+    def warn_if_not_converged(self) -> "SolverResult":
+        """Emit a :class:`ToleranceWarning` when the tolerance was missed; return self."""
+        if not self.converged:
+            warnings.warn(
+                f"{self.solver}: status {self.status}, certified gap {self.gap:.3g} nats "
+                f"above the tolerance {self.tol:.3g} after {self.iterations} iterations",
+                ToleranceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (no per-outcome arrays)."""
+        n, p = self.gate.shape
+        return {
+            "value": float(self.value),
+            "lam": [float(x) for x in self.lam],
+            "kl": [float(x) for x in self.kl],
+            "gap": float(self.gap),
+            "lower": float(self.lower),
+            "upper": float(self.upper),
+            "status": self.status,
+            "solver": self.solver,
+            "iterations": int(self.iterations),
+            "seconds": float(self.seconds),
+            "tol": float(self.tol),
+            "n": int(n),
+            "p": int(p),
+            **{k: v for k, v in self.info.items() if isinstance(v, (str, int, float, bool))},
+        }
