@@ -1,0 +1,87 @@
+"""What every output records: seeds, package versions, Python, data checksums, git commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+#: Distributions whose versions change numbers in the results.
+PACKAGES = (
+    "numpy", "scipy", "cvxpy", "clarabel", "torch", "pandas", "matplotlib",
+    "scikit-learn", "joblib", "dask", "distributed",
+)
+
+
+def sha256_array(a) -> str:
+    """SHA-256 of an array's dtype, shape and C-ordered bytes (so equal arrays hash equally)."""
+    arr = np.ascontiguousarray(np.asarray(a))
+    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict:
+    """The software environment of this run (same for every output of a run)."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git_commit": git_commit(Path(__file__).resolve().parent.parent),
+    }
+
+
+def record(*, output: str, profile: str, seeds, configs, checksums: dict, extra: dict | None = None) -> dict:
+    """The provenance record of one output file.
+
+    ``seeds`` are the seeds used, ``configs`` the configurations of the sweep items that
+    produced the output, ``checksums`` maps data names to SHA-256 digests.
+    """
+    return {
+        "output": output,
+        "profile": profile,
+        "seeds": sorted({int(s) for s in seeds}),
+        "configs": configs,
+        "data_checksums": dict(sorted(checksums.items())),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **environment(),
+        **(extra or {}),
+    }
+
+
+def write_record(path: Path, rec: dict) -> Path:
+    """Write ``rec`` as ``<path>.provenance.json`` next to the output ``path``."""
+    target = Path(path).with_name(Path(path).name + ".provenance.json")
+    target.write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
+    return target
