@@ -11,21 +11,12 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 
 #: Distributions whose versions change numbers in the results.
 PACKAGES = (
     "numpy", "scipy", "cvxpy", "clarabel", "torch", "pandas", "matplotlib",
     "scikit-learn", "joblib", "dask", "distributed",
 )
-
-
-def sha256_array(a) -> str:
-    """SHA-256 of an array's dtype, shape and C-ordered bytes (so equal arrays hash equally)."""
-    arr = np.ascontiguousarray(np.asarray(a))
-    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:
