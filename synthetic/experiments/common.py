@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -37,3 +38,25 @@ def lam_label(lam) -> str:
 def require_option(name: str, value, allowed) -> None:
     if value not in allowed:
         raise InvalidOptionError(f"{name} {value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+@contextmanager
+def single_thread_torch():
+    """Run torch on one intra-op thread inside the block (restored afterwards).
+
+    Sweep items run side by side in worker processes; one thread each avoids
+    oversubscribing the cores and makes results independent of the number of workers.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def exact_probs(model, outcomes) -> np.ndarray:
+    """``pi(x)`` of every enumerated outcome for a sequence model (float64)."""
+    return np.exp(model.log_prob(outcomes))
