@@ -19,6 +19,7 @@ from pathlib import Path
 
 from figures import registry
 from figures.cache import ResultCache
+from figures.provenance import code_fingerprint
 from figures.pipeline import PROFILES, Context, run_figures
 from figures.sweep import SCHEDULERS, SweepRunner
 from theory.errors import InputError
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
         runner = SweepRunner(jobs=args.jobs, scheduler=args.scheduler, address=args.dask_address,
                              progress=not args.no_progress)
         ctx = Context(profile=args.profile, results=args.results,
-                      cache=ResultCache(args.results / "cache", force=args.force), runner=runner)
+                      cache=ResultCache(args.results / "cache", force=args.force, salt=code_fingerprint()), runner=runner)
     except InputError as exc:
         print(f"python -m figures: error: {exc}", file=sys.stderr)
         return 2

@@ -57,20 +57,22 @@ class ResultCache:
     """Store and look up results of (stage, configuration) pairs on disk.
 
     A result is a dict whose values are JSON-able or numpy arrays. ``force=True`` makes
-    every lookup a miss (the results are recomputed and overwritten). ``hits`` and
-    ``misses`` count the lookups of this instance.
+    every lookup a miss (the results are recomputed and overwritten). ``salt`` (e.g. a
+    fingerprint of the code) enters every key, so results of other code are never
+    served. ``hits`` and ``misses`` count the lookups of this instance.
     """
 
-    def __init__(self, root, *, force: bool = False):
+    def __init__(self, root, *, force: bool = False, salt: str | None = None):
         self.root = Path(root)
         self.force = force
+        self.salt = salt
         self.hits = 0
         self.misses = 0
 
     def paths(self, stage: str, config: Any) -> tuple[Path, Path]:
         if not stage or "/" in stage or stage.startswith("."):
             raise InputError(f"stage name {stage!r} is not a plain directory name")
-        key = config_hash({"stage": stage, "config": config})
+        key = config_hash({"stage": stage, "config": config, "salt": self.salt})
         base = self.root / stage / key
         return base.with_suffix(".json"), base.with_suffix(".npz")
 
@@ -98,7 +100,7 @@ class ResultCache:
         if arrays:
             _atomic_write(arr_path, lambda fh: np.savez_compressed(fh, **arrays))
         text = json.dumps(
-            {"stage": stage, "config": config, "arrays": sorted(arrays), "result": plain},
+            {"stage": stage, "config": config, "salt": self.salt, "arrays": sorted(arrays), "result": plain},
             sort_keys=True,
             default=_json_default,
         )

@@ -79,10 +79,11 @@ class Context:
         )
         return provenance.write_record(path, rec)
 
-    def write_table(self, name: str, df: pd.DataFrame, *, configs, results, extra=None) -> Path:
-        """Write ``results/tables/<name>.csv`` and its provenance record."""
-        self.table_dir.mkdir(parents=True, exist_ok=True)
-        path = self.table_dir / f"{name}.csv"
+    def write_table(self, name: str, df: pd.DataFrame, *, configs, results, extra=None,
+                    folder: str = "tables") -> Path:
+        """Write ``results/<folder>/<name>.csv`` and its provenance record."""
+        (self.results / folder).mkdir(parents=True, exist_ok=True)
+        path = self.results / folder / f"{name}.csv"
         df.to_csv(path, index=False, float_format="%.6g")
         self._record(path, configs, results, extra)
         return path

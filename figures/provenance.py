@@ -50,6 +50,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "packages": package_versions(),
         "git_commit": git_commit(Path(__file__).resolve().parent.parent),
+        "code_fingerprint": code_fingerprint(),
     }
 
 
@@ -76,3 +77,21 @@ def write_record(path: Path, rec: dict) -> Path:
     target = Path(path).with_name(Path(path).name + ".provenance.json")
     target.write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
     return target
+
+
+#: Packages whose source determines the cached results.
+CODE_PACKAGES = ("theory", "modular", "synthetic")
+
+
+def code_fingerprint(root: Path | None = None) -> str:
+    """SHA-256 over the paths and contents of every ``.py`` file of the computing packages.
+
+    Part of every cache key, so that changed code never serves stale results.
+    """
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for pkg in CODE_PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()

@@ -79,3 +79,10 @@ def test_runner_rejects_bad_options():
         SweepRunner(jobs=0)
     with pytest.raises(InvalidOptionError, match="Dask address"):
         SweepRunner(address="tcp://x:1")
+
+
+def test_salt_separates_code_versions(tmp_path):
+    cfg = {"seed": 1, "n": 3}
+    ResultCache(tmp_path, salt="code-v1").put("s", cfg, noisy_moments(cfg))
+    assert ResultCache(tmp_path, salt="code-v1").get("s", cfg) is not None
+    assert ResultCache(tmp_path, salt="code-v2").get("s", cfg) is None
