@@ -1,0 +1,54 @@
+"""Each figure's experiment function on a tiny configuration: columns and sane values."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthetic.experiments.common import lambda_grid
+from synthetic.experiments.phase import phase_point
+from synthetic.experiments.thm3_bound import REGIMES, regime_instance, thm3_curves
+from theory import kl
+from theory.errors import InvalidOptionError
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+def test_thm3_bound_holds_and_robust_beats_static(regime):
+    res = thm3_curves({"regime": regime, "p": 3, "n": 12, "seed": 1, "points": 6, "expert_noise": 0.4})
+    df = pd.DataFrame(res["rows"])
+    assert {"lam0", "robust_kl", "bound", "slack", "static_sigma_kl", "jsd", "robust_value"} <= set(df.columns)
+    assert len(df) == 3 + 1 + 6
+    assert (df.slack >= -1e-7).all()
+    # The robust value bounds every mixture's KL (it is the max over the simplex).
+    assert (df.robust_kl <= df.robust_value + 1e-8).all()
+    assert df.robust_kl.max() <= df.static_sigma_kl.max() + 1e-8
+    assert len(res["checksums"]) == 1
+
+
+def test_regime_instances_have_their_structure():
+    D, P = regime_instance("disjoint", 2, 10, 0, 0.3)
+    assert np.all(D[0] * D[1] == 0) and np.all(P[0] * P[1] == 0)
+    np.testing.assert_allclose(D.sum(axis=1), 1) and np.testing.assert_allclose(P.sum(axis=1), 1)
+    _, P = regime_instance("identical", 3, 10, 0, 0.3)
+    assert np.allclose(P, P[0])
+    D, P = regime_instance("ensemble", 3, 10, 0, 0.3)
+    assert np.allclose(D, D[0]) and len(set(np.round(kl(D, P), 8))) == 3
+    with pytest.raises(InvalidOptionError, match="regime 'nope'"):
+        regime_instance("nope", 2, 10, 0, 0.3)
+
+
+def test_lambda_grid_shapes():
+    g = lambda_grid(2, 5)
+    np.testing.assert_allclose(g[:, 0], [0, 0.25, 0.5, 0.75, 1])
+    g3 = lambda_grid(3, 4, seed=2)
+    assert g3.shape == (3 + 1 + 4, 3) and np.allclose(g3.sum(axis=1), 1)
+
+
+def test_phase_point_exact_experts_beat_monolithic_on_the_conflict_task():
+    row = phase_point({"V": 3, "T": 3, "noise": 0.05, "expert_noise": 0.0, "order": 2})["rows"][0]
+    assert row["eps_max"] < 1e-9
+    # With perfect experts the robust value is the capacity of k -> D_k, at most log 2.
+    assert row["modular_worst"] <= np.log(2) + 1e-8
+    assert row["monolithic_worst"] >= row["jsd_half"] - 1e-9  # Thm 6: KL_k average >= JSD
+    assert row["diff_worst"] < -0.1
+    noisy = phase_point({"V": 3, "T": 3, "noise": 0.05, "expert_noise": 0.9, "order": 2})["rows"][0]
+    assert noisy["eps_max"] > row["eps_max"] and noisy["modular_worst"] > row["modular_worst"]
