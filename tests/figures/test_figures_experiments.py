@@ -6,14 +6,12 @@ import pytest
 
 from synthetic.experiments.common import lambda_grid
 from synthetic.experiments.phase import phase_point
-from synthetic.experiments.thm3_bound import REGIMES, regime_instance, thm3_curves
-from theory import kl
-from theory.errors import InvalidOptionError
+from synthetic.experiments.thm3_bound import REGIMES, thm3_curves
 
 
 @pytest.mark.parametrize("regime", REGIMES)
 def test_thm3_bound_holds_and_robust_beats_static(regime):
-    res = thm3_curves({"regime": regime, "p": 3, "n": 12, "seed": 1, "points": 6, "expert_noise": 0.4})
+    res = thm3_curves({"regime": regime, "p": 3, "n": 12, "seed": 1, "points": 6, "quality": 0.4})
     df = pd.DataFrame(res["rows"])
     assert {"lam0", "robust_kl", "bound", "slack", "static_sigma_kl", "jsd", "robust_value"} <= set(df.columns)
     assert len(df) == 3 + 1 + 6
@@ -22,18 +20,6 @@ def test_thm3_bound_holds_and_robust_beats_static(regime):
     assert (df.robust_kl <= df.robust_value + 1e-8).all()
     assert df.robust_kl.max() <= df.static_sigma_kl.max() + 1e-8
     assert len(res["checksums"]) == 1
-
-
-def test_regime_instances_have_their_structure():
-    D, P = regime_instance("disjoint", 2, 10, 0, 0.3)
-    assert np.all(D[0] * D[1] == 0) and np.all(P[0] * P[1] == 0)
-    np.testing.assert_allclose(D.sum(axis=1), 1) and np.testing.assert_allclose(P.sum(axis=1), 1)
-    _, P = regime_instance("identical", 3, 10, 0, 0.3)
-    assert np.allclose(P, P[0])
-    D, P = regime_instance("ensemble", 3, 10, 0, 0.3)
-    assert np.allclose(D, D[0]) and len(set(np.round(kl(D, P), 8))) == 3
-    with pytest.raises(InvalidOptionError, match="regime 'nope'"):
-        regime_instance("nope", 2, 10, 0, 0.3)
 
 
 def test_lambda_grid_shapes():
