@@ -38,3 +38,15 @@ def test_phase_point_exact_experts_beat_monolithic_on_the_conflict_task():
     assert row["diff_worst"] < -0.1
     noisy = phase_point({"V": 3, "T": 3, "noise": 0.05, "expert_noise": 0.9, "order": 2})["rows"][0]
     assert noisy["eps_max"] > row["eps_max"] and noisy["modular_worst"] > row["modular_worst"]
+
+
+def test_generalisation_point_gap_and_bound():
+    from synthetic.experiments.generalisation import generalisation_point
+
+    cfg = {"regime": "random", "p": 2, "n": 16, "quality": 0.3, "instance_seed": 0, "draws": 20, "delta": 0.05,
+           "m": 50, "cells": 4, "seed": 0}
+    df = pd.DataFrame(generalisation_point(cfg)["rows"])
+    assert len(df) == 2 and (df.bound > 0).all() and np.isfinite(df.gap).all()
+    np.testing.assert_allclose(df.gap, df.population_ce - df.empirical_ce)
+    one = pd.DataFrame(generalisation_point({**cfg, "cells": 1})["rows"])
+    assert (one.rademacher < df.rademacher).all()  # one cell: the smallest gate class
