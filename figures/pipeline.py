@@ -1,6 +1,6 @@
 """The reproduce-all pipeline: run figures in order, write outputs, captions and provenance.
 
-Each figure module defines ``FIGURE = Figure(name, title, run)``; ``run(ctx)`` computes
+Each figure module (listed in :mod:`figures.registry`) defines ``run(ctx)``, which computes
 its sweeps through ``ctx.sweep`` (cached, parallel), writes PNG and CSV outputs through
 ``ctx.save_figure`` / ``ctx.write_table`` (each with a provenance record), and returns
 a :class:`Caption`: one line on what the figure shows and whether the paper's claim
@@ -63,10 +63,6 @@ class Context:
     @property
     def figure_dir(self) -> Path:
         return self.results / "figures"
-
-    @property
-    def table_dir(self) -> Path:
-        return self.results / "tables"
 
     def sweep(self, stage: str, func, configs: Sequence[dict]) -> list[dict]:
         return run_sweep(func, configs, stage=stage, cache=self.cache, runner=self.runner)
