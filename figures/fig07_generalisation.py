@@ -12,8 +12,8 @@ from synthetic.experiments.generalisation import generalisation_point
 SETTINGS = {
     "quick": {"regime": "random", "p": 2, "n": 64, "quality": 0.3, "instance_seed": 0, "draws": 100, "delta": 0.05,
               "m": (16, 64, 256, 1024, 4096), "cells": (1, 4, 16, 64), "seeds": (0, 1, 2)},
-    "full": {"regime": "random", "p": 3, "n": 256, "quality": 0.3, "instance_seed": 0, "draws": 500, "delta": 0.05,
-             "m": tuple(int(x) for x in np.geomspace(16, 65536, 9)), "cells": (1, 2, 4, 8, 16, 32, 64, 128, 256),
+    "full": {"regime": "random", "p": 3, "n": 256, "quality": 0.3, "instance_seed": 0, "draws": 200, "delta": 0.05,
+             "m": tuple(int(x) for x in np.geomspace(16, 16384, 6)), "cells": (1, 2, 4, 8, 16, 32, 64, 128, 256),
              "seeds": tuple(range(10))},
 }
 
