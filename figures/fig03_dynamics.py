@@ -12,10 +12,10 @@ from synthetic.experiments.dynamics import primal_dual_dynamics
 VALUE_TOL, Z_TOL = 0.02, 0.01
 
 SETTINGS = {
-    "quick": {"V": 5, "T": 4, "noise": 0.05, "contamination": 0.25, "order": 3, "m_expert": 2000, "m": 4000,
-              "steps": 2000, "batch_size": 256, "lr": 0.1, "lam_lr": 0.1, "seeds": (0,)},
-    "full": {"V": 6, "T": 5, "noise": 0.05, "contamination": 0.25, "order": 3, "m_expert": 20000, "m": 50000,
-             "steps": 20000, "batch_size": 1024, "lr": 0.1, "lam_lr": 0.1, "seeds": (0, 1, 2)},
+    "quick": {"V": 5, "T": 4, "noise": 0.05, "contamination": 0.25, "order": 3, "m_expert": 2000, "m": 20000,
+              "steps": 2000, "batch_size": 512, "lr": 0.05, "lam_lr": 0.1, "seeds": (0,)},
+    "full": {"V": 6, "T": 5, "noise": 0.05, "contamination": 0.25, "order": 3, "m_expert": 20000, "m": 200000,
+             "steps": 20000, "batch_size": 2048, "lr": 0.05, "lam_lr": 0.1, "seeds": (0, 1, 2)},
 }
 ADVERSARIES = ("kl", "nll")
 

@@ -13,9 +13,9 @@ DOMAINS = ("docs", "code", "notes")
 MIXTURES = ([1, 0, 0], [0, 1, 0], [0, 0, 1], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0], [0.2, 0.2, 0.6])
 SETTINGS = {
     "quick": {"order": 3, "T": 32, "max_train_bytes": 300_000, "train_fraction": 0.7, "m_val": 1000, "m_test": 1000,
-              "m_expert": 1000, "steps": 1500, "batch_size": 256, "lr": 0.05, "lam_lr": 0.5, "seeds": (0, 1, 2)},
+              "m_expert": 1000, "steps": 1500, "batch_size": 256, "lr": 0.05, "lam_lr": 0.1, "seeds": (0, 1, 2)},
     "full": {"order": 5, "T": 64, "max_train_bytes": 5_000_000, "train_fraction": 0.7, "m_val": 5000,
-             "m_test": 5000, "m_expert": 5000, "steps": 10000, "batch_size": 512, "lr": 0.05, "lam_lr": 0.5,
+             "m_test": 5000, "m_expert": 5000, "steps": 10000, "batch_size": 512, "lr": 0.05, "lam_lr": 0.1,
              "seeds": tuple(range(5))},
 }
 
