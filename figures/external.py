@@ -13,17 +13,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from theory.errors import InputError
-
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class ExternalCommandError(RuntimeError):
+    """A report command of the project exited with a non-zero status."""
 
 
 def run_module(config: dict) -> dict:
     """Run ``python -m <config['module']> <config['args']...>`` and collect its outputs.
 
-    Returns ``stdout``, ``seconds`` and ``files`` (relative path -> text) of what the
+    Returns ``stdout`` and ``files`` (relative path -> text) of what the
     command wrote in its working directory. A non-zero exit status raises
-    :class:`~theory.errors.InputError` with the command's last stderr line.
+    :class:`ExternalCommandError` with the command's last stderr line.
     """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     with tempfile.TemporaryDirectory(prefix="figures-") as tmp:
@@ -32,7 +34,7 @@ def run_module(config: dict) -> dict:
                               timeout=config.get("timeout", 3600))
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-            raise InputError(f"`python -m {config['module']}` exited with status {proc.returncode}: {last}")
+            raise ExternalCommandError(f"`python -m {config['module']}` exited with status {proc.returncode}: {last}")
         files = {str(p.relative_to(tmp)): p.read_text() for p in sorted(Path(tmp).rglob("*"))
                  if p.is_file() and p.suffix in (".csv", ".md", ".json", ".txt")}
     return {"stdout": proc.stdout, "files": files, "checksums": {}}

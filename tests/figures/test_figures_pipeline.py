@@ -64,3 +64,14 @@ def test_failing_figure_is_isolated_and_captions_merge(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "| [toy](figures/toy.png) | toy claim | held |" in summary
     assert "other line" in summary
+
+
+def test_run_module_collects_outputs_and_reports_failure():
+    import pytest
+
+    from figures.external import ExternalCommandError, run_module
+
+    out = run_module({"module": "json.tool", "args": ["--help"]})
+    assert "usage" in out["stdout"] and out["files"] == {}
+    with pytest.raises(ExternalCommandError, match="exited with status"):
+        run_module({"module": "json.tool", "args": ["no-such-file.json"]})
