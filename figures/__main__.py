@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         print(f"python -m figures: error: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    outcome = run_figures(registry.load(entries), ctx)
+    outcome = run_figures(registry.load(entries), ctx, order=registry.NAMES)
     failed = [name for name, o in outcome.items() if not o["ok"]]
     print(f"{len(outcome) - len(failed)}/{len(outcome)} figures in {time.perf_counter() - start:.0f} s "
           f"(profile {args.profile}); summary in {args.results / 'summary.md'}")

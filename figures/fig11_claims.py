@@ -29,4 +29,4 @@ def run(ctx: Context) -> Caption:
             + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
             + (f"; findings: {', '.join(findings)}" if findings else "; every claim held")
             + "; details in results/claims.md")
-    return Caption(text, None if findings else True, "claims audit")
+    return Caption(text, None if findings else True, "claims audit", output="claims.md")

@@ -58,12 +58,13 @@ def test_failing_figure_is_isolated_and_captions_merge(tmp_path):
     captions = json.loads((tmp_path / "figures" / "captions.json").read_text())
     assert set(captions) == {"toy"} and captions["toy"]["held"] is True
     # A later run of another figure keeps the earlier captions.
-    run_figures([Figure("other", "Other", lambda c: Caption("other line"))], ctx, log=lambda *_: None)
+    run_figures([Figure("other", "Other", lambda c: Caption("|Z - 1| = 0.01", False, output="other.md"))], ctx,
+                log=lambda *_: None, order=["other", "toy"])
     captions = json.loads((tmp_path / "figures" / "captions.json").read_text())
-    assert set(captions) == {"toy", "other"} and captions["other"]["held"] is None
-    summary = (tmp_path / "summary.md").read_text()
-    assert "| [toy](figures/toy.png) | toy claim | held |" in summary
-    assert "other line" in summary
+    assert set(captions) == {"toy", "other"} and captions["other"]["held"] is False
+    rows = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| [")]
+    assert rows[0].startswith("| [other](other.md) |  | **not held** | \\|Z - 1\\| = 0.01 |")
+    assert rows[1].startswith("| [toy](figures/toy.png) | toy claim | held | toy mean")
 
 
 def test_run_module_collects_outputs_and_reports_failure():
