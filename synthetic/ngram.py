@@ -33,6 +33,8 @@ from synthetic.sequences import SequenceModel, check_sequences, context_codes
 from theory.errors import InputError, InvalidOptionError
 
 SMOOTHINGS = ("add-k", "kneser-ney")
+#: Key spaces below this size are counted with a dense ``np.bincount``.
+DENSE_KEYS = 2**22
 
 
 @dataclass
@@ -47,10 +49,16 @@ class _Level:
 
     @classmethod
     def from_keys(cls, keys, weights, V: int, discount: float) -> "_Level":
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        counts = np.bincount(inverse, weights=weights, minlength=uniq.size)
-        keep = counts > 0
-        uniq, counts = uniq[keep], counts[keep]
+        if keys.size and keys.max() < DENSE_KEYS:
+            # Small key spaces: one dense bincount is O(N) instead of an O(N log N) sort.
+            dense = np.bincount(keys, weights=weights)
+            uniq = np.flatnonzero(dense > 0)
+            counts = dense[uniq]
+        else:
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            counts = np.bincount(inverse, weights=weights, minlength=uniq.size)
+            keep = counts > 0
+            uniq, counts = uniq[keep], counts[keep]
         contexts, cinv = np.unique(uniq // V, return_inverse=True)
         totals = np.bincount(cinv, weights=counts, minlength=contexts.size)
         leftover = np.bincount(cinv, weights=np.minimum(counts, discount), minlength=contexts.size)
