@@ -108,3 +108,20 @@ def test_bad_configuration_is_a_clear_error():
         NGramModel(3, 2, discount=1.5)
     with pytest.raises(InputError, match="token 3 outside 0..2"):
         NGramModel(3, 2).fit(np.array([[0, 3]]))
+
+
+def test_finite_instance_of_ngram_experts_obeys_proposition_2():
+    """Constant gate g = lam: KL(D_lam || sum lam_k pi_k) <= sum lam_k eps_k (joint convexity)."""
+    from synthetic.finite import finite_instance
+    from theory.divergences import kl, mixture
+
+    A, B = conflict_task(V=4, T=4, noise=0.1)
+    C = random_sparse_chain(4, 1, 4, seed=5)
+    domains = [A, B, C]
+    experts = [NGramModel(4, 2, 4).fit(d.sample(300, seed=k)) for k, d in enumerate(domains)]
+    D, P, outcomes = finite_instance(domains, experts)
+    assert outcomes.shape == (256, 4)
+    eps = kl(D, P)
+    np.testing.assert_allclose(eps, [exact_kl(d, e) for d, e in zip(domains, experts)], atol=1e-12)
+    for lam in np.random.default_rng(0).dirichlet(np.ones(3), size=20):
+        assert kl(mixture(lam, D), mixture(lam, P)) <= lam @ eps + 1e-12
