@@ -13,4 +13,4 @@ from synthetic.errors import EmptySplitError, EnumerationTooLargeError, UnknownD
 from synthetic.finite import exact_kl, finite_instance
 from synthetic.markov import MarkovChain, conflict_task, contaminated, random_sparse_chain, shift_chain
 from synthetic.ngram import NGramModel
-from synthetic.sequences import MixtureDomain, SequenceDomain, SequenceModel, all_sequences
+from synthetic.sequences import MixtureDomain, MixtureModel, SequenceDomain, SequenceModel, all_sequences

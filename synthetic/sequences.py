@@ -135,12 +135,14 @@ class SequenceDomain(SequenceModel):
         return outcomes, np.exp(self.log_prob(outcomes))
 
 
-class MixtureDomain(SequenceDomain):
-    """The sequence-level mixture ``sum_k w_k D_k``: draw a component, then a whole sequence.
+class MixtureModel(SequenceModel):
+    """The sequence-level mixture ``sum_k w_k pi_k`` of sequence models with equal (V, T).
 
     A mixture of Markov chains is not itself a Markov chain: the next-token law is the
-    posterior-weighted average ``sum_k w_k(x_<t) D_k(. | x_<t)``, with
-    ``w_k(x_<t) proportional to w_k D_k(x_<t)``.
+    posterior-weighted average ``sum_k w_k(x_<t) pi_k(. | x_<t)``, with
+    ``w_k(x_<t)`` proportional to ``w_k pi_k(x_<t)``. With experts as components this
+    is the Bayes-posterior gate of Branch-Train-Merge / DEMix, and :meth:`posterior`
+    is the Bayes-optimal causal router.
     """
 
     def __init__(self, components, weights, name: str = "mixture"):
@@ -158,28 +160,34 @@ class MixtureDomain(SequenceDomain):
             raise InputError(f"mixture weights must be a probability vector of length {len(comps)}, got {w}")
         self.components, self.weights, self.V, self.T, self.name = comps, w, V, T, name
 
-    def _component_token_log_probs(self, seqs) -> np.ndarray:
-        return np.stack([c.token_log_probs(seqs) for c in self.components])  # (p, m, T)
+    def _log_weights(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.weights)
 
     def token_log_probs(self, seqs) -> np.ndarray:
         seqs = check_sequences(seqs, self.V, self.T)
-        with np.errstate(divide="ignore"):
-            logw = np.log(self.weights)[:, None, None]
-        cum = np.cumsum(self._component_token_log_probs(seqs), axis=2)
-        joint = logsumexp(logw + cum, axis=0)  # log D(x_<=t)
+        logw = self._log_weights()[:, None, None]
+        cum = np.cumsum(np.stack([c.token_log_probs(seqs) for c in self.components]), axis=2)
+        joint = logsumexp(logw + cum, axis=0)  # log pi(x_<=t)
         prev = np.concatenate([np.zeros((seqs.shape[0], 1)), joint[:, :-1]], axis=1)
         return joint - prev
 
-    def next_token_probs(self, prefixes) -> np.ndarray:
-        prefixes = np.asarray(prefixes)
-        with np.errstate(divide="ignore"):
-            logw = np.log(self.weights)[:, None]
+    def posterior(self, prefixes) -> np.ndarray:
+        """``P(k | x_<t)``, proportional to ``w_k pi_k(x_<t)``, for each prefix row; (m x p)."""
+        prefixes = check_sequences(prefixes, self.V, self.T, "prefixes")
+        logw = np.broadcast_to(self._log_weights()[:, None], (len(self.components), prefixes.shape[0]))
         if prefixes.shape[1]:
-            seqs = check_sequences(prefixes, self.V, None, "prefixes")
-            logw = logw + np.stack([c.log_prob(seqs) for c in self.components])
-        post = np.exp(logw - logsumexp(logw, axis=0, keepdims=True))  # (p, m)
+            logw = logw + np.stack([c.log_prob(prefixes) for c in self.components])
+        return np.exp(logw - logsumexp(logw, axis=0, keepdims=True)).T
+
+    def next_token_probs(self, prefixes) -> np.ndarray:
+        post = self.posterior(prefixes)
         nxt = np.stack([c.next_token_probs(prefixes) for c in self.components])  # (p, m, V)
-        return np.einsum("pm,pmv->mv", post, nxt)
+        return np.einsum("mp,pmv->mv", post, nxt)
+
+
+class MixtureDomain(MixtureModel, SequenceDomain):
+    """A mixture of domains: draw a component, then a whole sequence from it."""
 
     def sample_with_labels(self, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """``m`` sequences and the index of the component that generated each."""

@@ -103,3 +103,17 @@ def test_bad_configuration_is_a_clear_error():
         shift_chain(5, 3, 1).log_prob(np.array([[0, 7, 1]]))
     with pytest.raises(InputError, match="rows sums|sums to"):
         MarkovChain(np.ones((6, 5)), 5, 1, 3)
+
+
+def test_bayes_posterior_mixture_of_experts():
+    """The posterior router P(k | x_<t) identifies the direction after one step."""
+    from synthetic.sequences import MixtureModel
+
+    A, B = conflict_task(V=5, T=4, noise=0.05)
+    gate = MixtureModel([A, B], [0.5, 0.5])
+    prefixes = np.array([[0, 1], [0, 4], [3, 3]])
+    post = gate.posterior(prefixes)
+    np.testing.assert_allclose(post.sum(axis=1), 1.0)
+    assert post[0, 0] > 0.98 and post[1, 1] > 0.98
+    np.testing.assert_allclose(post[2], [0.5, 0.5])  # the noise step is equally likely under both
+    np.testing.assert_allclose(gate.posterior(prefixes[:, :0]), 0.5)
