@@ -7,7 +7,7 @@ law of ``x_t``, so log-probabilities are exact and sum to one over all ``V^T`` s
 Training minimises the weighted per-domain loss ``sum_k w_k L_k(theta)``, with
 ``L_k`` the mean negative log-likelihood per token (nats) on a minibatch of domain
 ``k``; the weights come from a rule (fixed weights, Group DRO, DoReMi: see
-:mod:`synthetic.baselines`). The same seed gives the same model.
+:mod:`synthetic.weighting`). The same seed gives the same model.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import nn
 
 from synthetic.provenance import data_checksum
 from synthetic.sequences import SequenceModel, check_sequences
+from synthetic.weighting import FixedWeights
 from theory.errors import InputError, InvalidOptionError, ShapeMismatchError
 
 ARCHITECTURES = ("transformer", "gru")
@@ -89,6 +90,7 @@ class TrainRecord:
     cosine_steps: list[int] = field(default_factory=list)
     cosines: list[list[list[float]]] = field(default_factory=list)
     tokens_per_second: float = 0.0
+    versions: dict[str, str] = field(default_factory=lambda: {"torch": torch.__version__, "numpy": np.__version__})
 
 
 def default_device() -> torch.device:
@@ -183,7 +185,7 @@ class TorchSequenceModel(SequenceModel):
         weights : array (p,), optional
             Fixed domain weights (default uniform); ignored when ``rule`` is given.
         rule : WeightRule, optional
-            A rule of :mod:`synthetic.baselines` that sets the weights at every step.
+            A rule of :mod:`synthetic.weighting` that sets the weights at every step.
         steps, batch_size, lr : training budget (``batch_size`` sequences per domain per step)
         seed : int, optional
             Seed of the minibatch draws (default: the model's seed).
@@ -191,8 +193,6 @@ class TorchSequenceModel(SequenceModel):
             Every this many steps (0: never) record the cosine between the
             per-domain gradients ``grad L_k`` (p x p matrix).
         """
-        from synthetic.baselines import FixedWeights
-
         domains = [data] if not isinstance(data, (list, tuple)) else list(data)
         arrays = [check_sequences(d, self.V, self.T, f"domain {k} data") for k, d in enumerate(domains)]
         for k, a in enumerate(arrays):
@@ -203,7 +203,7 @@ class TorchSequenceModel(SequenceModel):
         seed = self.seed if seed is None else seed
         rng = np.random.default_rng(seed)
         tensors = [torch.as_tensor(a, device=self.device) for a in arrays]
-        params = [p for p in self.net.parameters()]
+        params = list(self.net.parameters())
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         rec = TrainRecord(seed=seed, data_checksum=data_checksum(*arrays), steps=steps, batch_size=batch_size,
                           lr=lr, rule=rule.describe(), device=str(self.device))
