@@ -97,8 +97,8 @@ def sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarra
 class SequenceModel(ABC):
     """A distribution over sequences in ``{0..V-1}^T`` defined by the chain rule.
 
-    Subclasses provide :meth:`token_log_probs`; :meth:`log_prob` and
-    :meth:`log_prob_per_token` follow from it.
+    Subclasses provide :meth:`token_log_probs` and :meth:`next_token_probs`;
+    :meth:`log_prob` and :meth:`nll_per_token` follow from the first.
     """
 
     V: int

@@ -48,8 +48,9 @@ def test_training_lowers_the_loss():
 
 def test_conflict_task_monolithic_interference(conflict):
     """Experts of width 8 fit their own domain; the same-size monolithic model trained on
-    the even mixture stays far from it (measured: experts 0.022 and 0.020 nats, monolithic
-    0.122 nats after 300 steps, seed 0)."""
+    the even mixture stays far from it (measured here: experts 0.022 and 0.020 nats,
+    monolithic 0.122 nats after 300 steps, seed 0; over seeds 0-2 and 300 or 1000 steps
+    the monolithic model stays 2.4-5.7 times above the mean expert KL)."""
     A, B, xa, xb = conflict
     expert_a = TorchSequenceModel(5, 4, 8, seed=0, device="cpu").fit(xa, steps=300)
     expert_b = TorchSequenceModel(5, 4, 8, seed=0, device="cpu").fit(xb, steps=300)
@@ -57,7 +58,7 @@ def test_conflict_task_monolithic_interference(conflict):
     eps = np.array([exact_kl(A, expert_a), exact_kl(B, expert_b)])
     mono_kl = exact_kl(MixtureDomain([A, B], [0.5, 0.5]), mono)
     assert eps.max() < 0.05
-    assert mono_kl > 3 * eps.max()
+    assert mono_kl > 3 * eps.mean() and mono_kl - eps.mean() > 0.05
     D, P, _ = finite_instance([A, B], [expert_a, expert_b])
     assert D.shape == P.shape == (2, 625)
 
