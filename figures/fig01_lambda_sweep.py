@@ -34,7 +34,7 @@ def plot_sweep(ax, df: pd.DataFrame, title: str) -> None:
         if model == ORACLE:
             ax.plot(d.lam0, d.test_kl, "k*", ms=8, label=model)
         else:
-            style = {ROBUST: dict(color="C3", lw=2.2), STATIC: dict(color="C2", ls="--")}.get(
+            style = {ROBUST: dict(color="k", lw=2.2), STATIC: dict(color="k", ls="--", lw=1.2)}.get(
                 model, dict(color=f"C{i % 10}", lw=1, alpha=0.8))
             ax.plot(d.lam0, d.test_kl, label=model, **style)
     ax.set_xlabel("test mixture lambda_A")

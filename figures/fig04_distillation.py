@@ -33,7 +33,7 @@ def run(ctx: Context) -> Caption:
     fig, (ax, ax_bar) = panels(2, width=4.8, height=3.6)
     mean = df.groupby(["model", "lam0"]).test_kl.mean().reset_index()
     for model, d in mean.groupby("model"):
-        style = {"robust gate": dict(color="C3", lw=2.2)}.get(model, dict(lw=1))
+        style = {"robust gate": dict(color="k", lw=2.2)}.get(model, dict(lw=1))
         ax.plot(d.lam0, d.test_kl, label=model, **style)
     ax.set_xlabel("test mixture lambda_A")
     ax.set_ylabel("exact KL(D_lam || model) (nats)")
