@@ -107,16 +107,22 @@ def verdict(spec: ClaimSpec, trials: list[Trial]) -> str:
 
 
 def smallest_counterexample(trials: list[Trial]) -> dict[str, Any] | None:
-    """The smallest violating instance (fewest numbers; ties: the most negative slack)."""
+    """The smallest violating instance (fewest numbers; ties: the most negative slack).
+
+    Violations on instances that meet the claim's assumption (or where none applies)
+    come first: they are the ones that decide a "violated" verdict.
+    """
     bad = [t for t in trials if any(c.violated for c in t.checks)]
     if not bad:
         return None
 
     def key(t):
-        return (t.size, min(c.slack for c in t.checks if c.violated))
+        viol = [c for c in t.checks if c.violated]
+        outside = all(c.meets_assumption is False for c in viol)
+        return (outside, t.size, min(c.slack for c in viol))
 
     best = min(bad, key=key)
-    worst_first = sorted((c for c in best.checks if c.violated), key=lambda c: c.slack)
+    worst_first = sorted((c for c in best.checks if c.violated), key=lambda c: (c.meets_assumption is False, c.slack))
     return {"instance": best.instance, "violated_checks": [c.as_dict() for c in worst_first[:COUNTEREXAMPLE_CHECKS]]}
 
 
