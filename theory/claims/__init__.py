@@ -41,9 +41,13 @@ def run(args: argparse.Namespace) -> int:
     env = environment(args.seed, profile.name)
     markdown, js = to_markdown(outcomes, env), to_json(outcomes, env)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(markdown)
-        args.out.with_suffix(".json").write_text(js)
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(markdown)
+            args.out.with_suffix(".json").write_text(js)
+        except OSError as exc:
+            print(f"theory claims: error: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr)
+            return 2
     print(js if args.json else markdown)
     return 0
 

@@ -128,3 +128,11 @@ def test_cli_bad_claim_id_exits_2(capsys):
     assert cli(["--quick", "--only", "thm99"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "thm99" in err[0]
+
+
+def test_cli_unwritable_output_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli(["--quick", "--only", "prop2", "--out", str(blocker / "r.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0]
