@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write the markdown report here (and the JSON next to it)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--only", nargs="+", metavar="ID", help="audit only these claim ids")
-    parser.add_argument("--jobs", type=int, default=1, help="claims audited in parallel processes")
+    parser.add_argument("--jobs", type=int, default=2, help="claims audited in parallel processes (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:

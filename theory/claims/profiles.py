@@ -26,7 +26,7 @@ class Profile:
     thm9_cells: tuple[int, ...]
     thm9_draws: int
     thm9_n: int
-    alg1_iterations: int
+    alg1_horizons: tuple[int, ...]
     alg1_instances: int
     thm18_instances: int
     thm18_lengths: tuple[tuple[int, int], ...]
@@ -43,7 +43,7 @@ QUICK = Profile(
     thm9_cells=(1, 3, 12),
     thm9_draws=3,
     thm9_n=12,
-    alg1_iterations=2000,
+    alg1_horizons=(100, 300, 1000, 3000),
     alg1_instances=2,
     thm18_instances=2,
     thm18_lengths=((2, 3), (3, 3)),
@@ -60,7 +60,7 @@ THOROUGH = Profile(
     thm9_cells=(1, 2, 4, 8, 16),
     thm9_draws=12,
     thm9_n=16,
-    alg1_iterations=20000,
+    alg1_horizons=(100, 300, 1000, 3000, 10000, 30000),
     alg1_instances=6,
     thm18_instances=6,
     thm18_lengths=((2, 3), (3, 3), (2, 5), (3, 4)),

@@ -128,7 +128,8 @@ def check_least_favorable(inst: Instance, lams, family: ExponentialFamily) -> li
                  tol=ABS_TOL + res.gap / res.lam[k],
                  quantities={"lam_star": res.lam, "kl": kls, "domain": k, "gap": res.gap})]
     for lam in np.atleast_2d(lams):
-        phi = float(lam @ kl(inst.D, solvers.best_response(inst.D, inst.P, lam)))
+        active = lam > 0  # a domain without weight may have infinite KL to the best response
+        phi = float(lam[active] @ kl(inst.D[active], solvers.best_response(inst.D, inst.P, lam)))
         out.append(Check("phi(lam*) >= phi(lam)", LOWER, phi, res.lower, _tol(res),
                          {"lam": lam, "lam_star": res.lam}))
     out.append(check_monolithic_weights(inst, res.lam, family))
