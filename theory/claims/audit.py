@@ -38,6 +38,7 @@ class ClaimOutcome:
     assumption: str | None
     parts: list[dict[str, Any]]
     counterexample: dict[str, Any] | None
+    part_counterexamples: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -54,6 +55,7 @@ class ClaimOutcome:
             "assumption": self.assumption,
             "parts": self.parts,
             "counterexample": self.counterexample,
+            "part_counterexamples": self.part_counterexamples,
             "summary": self.summary,
             "seconds": self.seconds,
         })
@@ -126,6 +128,19 @@ def smallest_counterexample(trials: list[Trial]) -> dict[str, Any] | None:
     return {"instance": best.instance, "violated_checks": [c.as_dict() for c in worst_first[:COUNTEREXAMPLE_CHECKS]]}
 
 
+def part_counterexamples(trials: list[Trial]) -> list[dict[str, Any]]:
+    """For every violated part, its smallest violating instance and the worst check there."""
+    best: dict[str, tuple] = {}
+    for t in trials:
+        for c in t.checks:
+            if not c.violated:
+                continue
+            key = (t.size, c.slack)
+            if c.part not in best or key < best[c.part][0]:
+                best[c.part] = (key, t.instance, c)
+    return [{"part": part, "instance": inst, "check": c.as_dict()} for part, (_, inst, c) in best.items()]
+
+
 def audit_claim(spec: ClaimSpec, profile: Profile, seed: int) -> ClaimOutcome:
     """Run one claim over its instances and summarise."""
     start = time.perf_counter()
@@ -144,6 +159,7 @@ def audit_claim(spec: ClaimSpec, profile: Profile, seed: int) -> ClaimOutcome:
         assumption=spec.assumption,
         parts=part_statistics(trials),
         counterexample=smallest_counterexample(trials),
+        part_counterexamples=part_counterexamples(trials),
         summary=spec.summarise(trials) if spec.summarise else {},
         seconds=time.perf_counter() - start,
     )

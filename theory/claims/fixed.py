@@ -64,8 +64,8 @@ def check_thm14(inst: Instance) -> list[Check]:
     at_sigma = float(kl(inst.D, mixture(sigma, inst.P)).max())
     barrier = static_barrier(eps)
     meets = experts_within_domains(inst)
-    q = {"eps": eps, "best_static_value": res.value, "best_static_weights": res.gate[0], "lam_star": res.lam, "sigma": sigma,
-         "worst_kl_at_sigma": at_sigma, "gap": res.gap}
+    q = {"eps": eps, "best_static_value": res.value, "best_static_weights": res.gate[0], "lam_star": res.lam,
+         "sigma": sigma, "worst_kl_at_sigma": at_sigma, "gap": res.gap}
     return [
         Check("best static worst-case KL >= log sum exp(eps)", LOWER, barrier, res.value, tol, q, meets),
         Check("sigma = softmax(eps) is the best static gate", EQUAL, res.value, at_sigma, tol, q, meets),

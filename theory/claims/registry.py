@@ -197,7 +197,8 @@ def _thm18_trials(prof, rng):
         desc = {"V": V, "T": T, "domain_init": inst.domain_init.tolist(), "domain_trans": inst.domain_trans.tolist(),
                 "expert_init": inst.expert_init.tolist(), "expert_trans": inst.expert_trans.tolist()}
         for gate, static in dist.thm18_gates(inst, rng):
-            yield Trial({**desc, "static_gate": static, "gate": gate.tolist()}, inst.D.size,
+            shown = {"gate_weights": gate[0].tolist()} if static else {"gate": gate.tolist()}
+            yield Trial({**desc, "static_gate": static, **shown}, inst.D.size,
                         dist.check_thm18(inst, gate, rng, static=static))
 
 
@@ -242,8 +243,9 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("lemma1", "G1 (gates with Z_g = 1) is non-empty", ("paper's counterexample", "experts leaking mass "
               "outside the data support", "experts renormalised on the support"), _lemma1_trials,
               assumption="experts normalised on the support of the data (or the gate defined on all outcomes)"),
-    ClaimSpec("alg1-rate", "Algorithm 1 (exponentiated gradient on lam, projected gradient on g; averaged iterates) converges at "
-              "O(sqrt(log p / T))", ("random", "overlapping"), _alg1_trials, summarise=_alg1_summary),
+    ClaimSpec("alg1-rate", "Algorithm 1 (exponentiated gradient on lam, projected gradient on g; averaged "
+              "iterates) converges at O(sqrt(log p / T))", ("random", "overlapping"), _alg1_trials,
+              summarise=_alg1_summary),
     ClaimSpec("thm18", "Structural distillation: KL(pi_g || routed model) equals the summed expected KL between "
               "the true (Bayes) and learned routers; the Bayes router is the best causal router (Thm 17)",
               ("conflict task bigram", "random bigram", "static gate", "robust (input-dependent) gate"),

@@ -69,12 +69,20 @@ def to_markdown(outcomes: list[ClaimOutcome], env: dict[str, Any]) -> str:
             lines += _summary_lines(o.summary)
         if o.verdict != HOLDS and o.counterexample:
             lines += ["Smallest counterexample (instance arrays in full; rows are domains/experts):", "",
-                      "```", _compact(o.counterexample["instance"], 2000), "```", ""]
-            for c in o.counterexample["violated_checks"]:
-                lines.append(f"- {c['part']}: bound {c['bound']:.6g}, truth {c['truth']:.6g}, "
-                             f"slack {c['slack']:.3g} (tol {c['tol']:.2g}); {_compact(c['quantities'])}")
+                      "```", _compact(o.counterexample["instance"], 4000), "```", ""]
+            lines += [_check_line(c) for c in o.counterexample["violated_checks"]]
             lines.append("")
+            others = [pc for pc in o.part_counterexamples
+                      if pc["instance"] != o.counterexample["instance"]]
+            for pc in others:
+                lines += [f"Smallest counterexample for the part \"{pc['part']}\":", "", "```",
+                          _compact(pc["instance"], 4000), "```", "", _check_line(pc["check"]), ""]
     return "\n".join(lines) + "\n"
+
+
+def _check_line(c: dict[str, Any]) -> str:
+    return (f"- {c['part']}: bound {c['bound']:.6g}, truth {c['truth']:.6g}, slack {c['slack']:.3g} "
+            f"(tol {c['tol']:.2g}, meets assumption: {c['meets_assumption']}); {_compact(c['quantities'])}")
 
 
 def _summary_lines(summary: dict[str, Any]) -> list[str]:
