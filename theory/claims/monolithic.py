@@ -41,7 +41,11 @@ class ExponentialFamily:
         return cls(rng.standard_normal((n, d)))
 
     def fit(self, target) -> np.ndarray:
-        """The model ``argmin_theta KL(target || p_theta)`` (moment matching), as a distribution."""
+        """``log p_theta`` for ``theta = argmin KL(target || p_theta)`` (moment matching).
+
+        Log-probabilities, because a fit on a target with disjoint support sends some
+        outcomes below the float64 range while the model keeps full support.
+        """
         t = np.asarray(target, dtype=np.float64)
         Phi = self.features
         moments = t @ Phi
@@ -54,7 +58,17 @@ class ExponentialFamily:
 
         res = minimize(objective, np.zeros(Phi.shape[1]), jac=True, method="L-BFGS-B",
                        options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 2000})
-        return softmax(Phi @ res.x)
+        scores = Phi @ res.x
+        return scores - logsumexp(scores)
+
+
+def kl_to_log_model(a, log_model) -> np.ndarray | float:
+    """``KL(a || exp(log_model))`` for each row of ``a``, with ``0 log 0 = 0``."""
+    a = np.asarray(a, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        terms = np.where(a > 0, a * (np.log(np.where(a > 0, a, 1.0)) - log_model), 0.0)
+    out = terms.sum(axis=-1)
+    return out if np.ndim(out) else float(out)
 
 
 def mixture_mle(targets, components, *, iterations: int = 20000, tol: float = 1e-10):
@@ -92,15 +106,15 @@ def check_thm6(inst: Instance, lams, family: ExponentialFamily) -> list[Check]:
     at least ``eps_k^F``). The gap between the monolithic model and the robust gate is
     recorded as an observation.
     """
-    eps_family = np.array([kl(inst.D[k], family.fit(inst.D[k])) for k in range(inst.p)])
+    eps_family = np.array([kl_to_log_model(inst.D[k], family.fit(inst.D[k])) for k in range(inst.p)])
     res = solvers.robust(inst.D, inst.P)
     out = []
     for lam in np.atleast_2d(lams):
         Dl = mixture(lam, inst.D)
         model = family.fit(Dl)
-        per_domain = kl(inst.D, model)
+        per_domain = kl_to_log_model(inst.D, model)
         js = jsd(lam, inst.D)
-        mono = kl(Dl, model)
+        mono = kl_to_log_model(Dl, model)
         gated = kl(Dl, res.q)
         q = {"lam": lam, "jsd": js, "eps_family": eps_family, "kl_monolithic": mono, "kl_robust_gate": gated,
              "eps_experts": expert_errors(inst.D, inst.P)}
@@ -167,7 +181,7 @@ def check_monolithic_weights(inst: Instance, lam_star, family: ExponentialFamily
     """
     uniform = family.fit(inst.D.mean(axis=0))
     weighted = family.fit(mixture(lam_star, inst.D))
-    worst_uniform = float(kl(inst.D, uniform).max())
-    worst_weighted = float(kl(inst.D, weighted).max())
+    worst_uniform = float(kl_to_log_model(inst.D, uniform).max())
+    worst_weighted = float(kl_to_log_model(inst.D, weighted).max())
     return Check("monolithic on lam*-weighted data vs uniform: worst-domain KL (observation)", OBSERVATION,
                  worst_uniform, worst_weighted, quantities={"lam_star": lam_star})

@@ -11,7 +11,7 @@ from theory.claims.algorithm import fitted_slope
 from theory.claims.fixed import check_jsd_identity, check_prop2, check_thm14, experts_within_domains
 from theory.claims.generalisation import check_thm9, random_partition
 from theory.claims.instances import REGIMES, make_instance, random_weights
-from theory.claims.monolithic import ExponentialFamily, check_thm6, check_thm7, mixture_mle
+from theory.claims.monolithic import ExponentialFamily, check_thm6, check_thm7, kl_to_log_model, mixture_mle
 from theory.claims.record import EQUAL, LOWER, OBSERVATION, UPPER, Check
 from theory.claims.robust import (
     box_priors,
@@ -153,8 +153,19 @@ def test_exponential_family_matches_moments():
     rng = np.random.default_rng(13)
     fam = ExponentialFamily.random(10, 3, rng)
     target = rng.dirichlet(np.ones(10))
-    model = fam.fit(target)
+    model = np.exp(fam.fit(target))
+    np.testing.assert_allclose(model.sum(), 1.0)
     np.testing.assert_allclose(model @ fam.features, target @ fam.features, atol=1e-6)
+
+
+def test_exponential_family_keeps_full_support_on_disjoint_targets():
+    """A far-off target drives some log-probabilities below the float64 range of exp."""
+    fam = ExponentialFamily(np.linspace(-50, 50, 12)[:, None])
+    target = np.zeros(12)
+    target[-2:] = 0.5
+    log_model = fam.fit(target)
+    assert np.isfinite(log_model).all()
+    assert kl_to_log_model(np.full(12, 1 / 12), log_model) > 0
 
 
 def test_mixture_mle_disjoint_components():
