@@ -42,6 +42,14 @@ def _nonnegative(q) -> np.ndarray:
     return np.maximum(np.asarray(q, dtype=np.float64), 0.0)
 
 
+def fixed_mixture(D, P, lam, **options):
+    """``theory.solve_fixed_mixture``: ``min_{g} KL(D_lam || pi_g)`` over a gate family, certified."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ToleranceWarning)
+        res = importlib.import_module("theory").solve_fixed_mixture(D, P, lam, **options)
+    return dataclasses.replace(res, q=_nonnegative(res.q))
+
+
 def best_response(D, P, lam, **options):
     """``theory.best_response``: the gated model minimising ``KL(D_lam || q)`` over G1."""
     return _nonnegative(importlib.import_module("theory").best_response(D, P, lam, **options))
