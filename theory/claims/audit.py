@@ -41,6 +41,7 @@ class ClaimOutcome:
     part_counterexamples: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return to_jsonable({
@@ -58,6 +59,7 @@ class ClaimOutcome:
             "part_counterexamples": self.part_counterexamples,
             "summary": self.summary,
             "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
         })
 
 
@@ -143,7 +145,7 @@ def part_counterexamples(trials: list[Trial]) -> list[dict[str, Any]]:
 
 def audit_claim(spec: ClaimSpec, profile: Profile, seed: int) -> ClaimOutcome:
     """Run one claim over its instances and summarise."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     trials = list(spec.trials(profile, claim_rng(seed, spec.id)))
     checks = [c for t in trials for c in t.checks if c.kind != OBSERVATION]
     slacks = [c.slack for c in checks]
@@ -162,6 +164,7 @@ def audit_claim(spec: ClaimSpec, profile: Profile, seed: int) -> ClaimOutcome:
         part_counterexamples=part_counterexamples(trials),
         summary=spec.summarise(trials) if spec.summarise else {},
         seconds=time.perf_counter() - start,
+        cpu_seconds=time.process_time() - cpu_start,
     )
 
 
