@@ -48,11 +48,11 @@ def to_markdown(outcomes: list[ClaimOutcome], env: dict[str, Any]) -> str:
              f"Seed {env['seed']}, profile `{env['profile']}`, Python {env['python']}, "
              + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".", "",
              env["tolerance"], "",
-             "| claim | verdict | instances | checks | violations | worst slack | regimes |",
-             "|---|---|---|---|---|---|---|"]
+             "| claim | verdict | instances | checks | violations | worst slack | regimes | CPU s |",
+             "|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         lines.append(f"| {o.id} | **{o.verdict}** | {o.instances} | {o.checks} | {o.violations} | "
-                     f"{_fmt(o.worst_slack)} | {', '.join(o.regimes)} |")
+                     f"{_fmt(o.worst_slack)} | {', '.join(o.regimes)} | {o.cpu_seconds:.1f} |")
     lines.append("")
     for o in outcomes:
         lines += [f"## {o.id}: {o.verdict}", "", o.statement, ""]

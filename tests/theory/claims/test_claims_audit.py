@@ -116,7 +116,7 @@ def test_quick_json_report_structure_and_reproducibility(tmp_path, capsys):
     assert lemma["verdict"] == NEEDS_ASSUMPTION
     assert lemma["counterexample"]["instance"]["P"] == [[0.9, 0.1]]
     markdown = (tmp_path / "r.md").read_text()
-    assert "| lemma1 | **needs-assumption** |" in markdown
+    assert "| lemma1 | **needs-assumption** | 17 |" in markdown
     assert json.loads((tmp_path / "r.json").read_text())[0]["id"] == "prop2"
     assert cli(argv) == 0
     second = json.loads(capsys.readouterr().out)
