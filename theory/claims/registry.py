@@ -105,6 +105,7 @@ def _lipschitz_summary(trials: list[Trial]) -> dict[str, Any]:
     return {
         "lipschitz_estimate": float(ratios.max()),
         "lipschitz_estimate_how": "max over instances and priors of (V(simplex) - V(Lambda)) / d_H (L1)",
+        "lipschitz_derived_how": "L = (max_k - min_k KL(D_k || q_Lambda)) / 2, q_Lambda the restricted robust gate",
         "lipschitz_derived_max": float(derived.max()),
         "ratio_to_derived_max": float((ratios[derived > 1e-6] / derived[derived > 1e-6]).max(initial=0.0)),
     }

@@ -265,3 +265,34 @@ def test_thm9_gap_against_bound():
     (c,) = check_thm9(inst, 200, cells, np.random.default_rng(25), draws=50)
     assert not c.violated
     assert np.all(np.asarray(c.quantities["rademacher"]) > 0)
+
+
+@FAST
+@given(st.sampled_from(REGIMES), st.sampled_from([(2, 3), (3, 5), (3, 8)]), st.floats(0.05, 1.0),
+       st.integers(0, 2**31))
+def test_thm3_bound_property(regime, size, quality, seed):
+    inst = make_instance(regime, *size, quality, np.random.default_rng(seed))
+    checks = check_thm3(inst, random_weights(inst.p, np.random.default_rng(seed + 1), 2))
+    assert not any(c.violated for c in checks)
+
+
+@FAST
+@given(st.sampled_from(REGIMES), st.integers(0, 2**31))
+def test_thm6_jsd_floor_for_any_model(regime, seed):
+    """sum_k lam_k KL(D_k || pi) >= JSD_lam for an arbitrary full-support model pi."""
+    rng = np.random.default_rng(seed)
+    inst = make_instance(regime, 3, 6, 0.4, rng)
+    model = rng.dirichlet(np.ones(6))
+    lam = rng.dirichlet(np.ones(3))
+    from theory.divergences import jsd
+    assert lam @ kl(inst.D, model) >= jsd(lam, inst.D) - 1e-12
+
+
+@FAST
+@given(st.integers(0, 2**31), st.floats(0.05, 2.0))
+def test_thm18_static_gate_upper_bound_property(seed, scale):
+    rng = np.random.default_rng(seed)
+    inst = dist.random_bigram_instance(2, 2, 3, 0.3, rng)
+    gate = constant_gate(rng.dirichlet(np.ones(2)), 8)
+    checks = by_part(dist.check_thm18(inst, gate, rng, static=True, noise_scales=(scale,)))
+    assert not checks["KL(pi_g||r_gamma) <= summed router KL"][0].violated
