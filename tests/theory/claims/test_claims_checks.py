@@ -22,7 +22,7 @@ from theory.claims.robust import (
     check_thm4_5,
 )
 from theory.claims.support import COUNTEREXAMPLE_D, COUNTEREXAMPLE_P, check_lemma1, leaky_support_instance
-from theory.divergences import kl
+from theory.divergences import jsd, kl
 from theory.gates import constant_gate, gate_mass, require_nonempty_G1
 from theory.errors import EmptyGateSpaceError
 
@@ -284,7 +284,6 @@ def test_thm6_jsd_floor_for_any_model(regime, seed):
     inst = make_instance(regime, 3, 6, 0.4, rng)
     model = rng.dirichlet(np.ones(6))
     lam = rng.dirichlet(np.ones(3))
-    from theory.divergences import jsd
     assert lam @ kl(inst.D, model) >= jsd(lam, inst.D) - 1e-12
 
 
