@@ -131,13 +131,16 @@ def smallest_counterexample(trials: list[Trial]) -> dict[str, Any] | None:
 
 
 def part_counterexamples(trials: list[Trial]) -> list[dict[str, Any]]:
-    """For every violated part, its smallest violating instance and the worst check there."""
+    """For every violated part, its smallest violating instance and the worst check there.
+
+    As for the claim's counterexample, instances meeting the assumption come first.
+    """
     best: dict[str, tuple] = {}
     for t in trials:
         for c in t.checks:
             if not c.violated:
                 continue
-            key = (t.size, c.slack)
+            key = (c.meets_assumption is False, t.size, c.slack)
             if c.part not in best or key < best[c.part][0]:
                 best[c.part] = (key, t.instance, c)
     return [{"part": part, "instance": inst, "check": c.as_dict()} for part, (_, inst, c) in best.items()]
