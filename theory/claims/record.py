@@ -85,8 +85,10 @@ def to_jsonable(value, digits: int = 12):
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "iub":
             return value.tolist()
-        return np.round(value.astype(np.float64), digits).tolist()
-    if isinstance(value, (np.integer,)):
+        return to_jsonable(value.astype(np.float64).tolist(), digits)  # non-finite entries as strings
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, (float, np.floating)):
         v = float(value)

@@ -137,3 +137,11 @@ def test_cli_unwritable_output_exits_2(tmp_path, capsys):
     assert cli(["--quick", "--only", "prop2", "--out", str(blocker / "r.md")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write" in err[0]
+
+
+def test_to_jsonable_handles_numpy_types():
+    from theory.claims.record import to_jsonable
+
+    out = to_jsonable({"a": np.array([0.1234567890123456, np.inf]), "b": np.bool_(True), "c": np.int64(3),
+                       "d": np.array([1, 2])})
+    assert json.loads(json.dumps(out)) == {"a": [0.123456789012, "inf"], "b": True, "c": 3, "d": [1, 2]}
