@@ -1,0 +1,22 @@
+"""The robust modular method at scale (torch), independent of any particular domain.
+
+Users bring frozen experts, or only their cached log-probabilities on samples of each
+domain (and of each expert), and get a robust gate ``g_theta`` and the least-favourable
+mixture ``lam`` by a stochastic primal-dual fit (:func:`fit_robust_gate`); they can
+then sample from the gated model (:mod:`modular.sampling`) and distil the gate into a
+causal router (:mod:`modular.distill`).
+"""
+
+from modular.data import SampleSet, load_npz, sample_set
+from modular.device import resolve_device
+from modular.gates import (
+    GATE_KINDS,
+    CausalSequenceGate,
+    LinearGate,
+    MLPGate,
+    TabularGate,
+    gated_log_prob,
+    make_gate,
+)
+from modular.primal_dual import ADVERSARIES, RobustGateResult, fit_robust_gate, project_capped_simplex
+from modular.z_estimators import Z_ESTIMATORS, BiasedEstimatorWarning
