@@ -18,5 +18,12 @@ from modular.gates import (
     gated_log_prob,
     make_gate,
 )
-from modular.primal_dual import ADVERSARIES, RobustGateResult, fit_robust_gate, project_capped_simplex
+from modular.primal_dual import (
+    ADVERSARIES,
+    RobustGateResult,
+    evaluate_nll,
+    evaluate_z,
+    fit_robust_gate,
+    project_capped_simplex,
+)
 from modular.z_estimators import Z_ESTIMATORS, BiasedEstimatorWarning

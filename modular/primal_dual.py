@@ -433,7 +433,9 @@ def fit_robust_gate(
     seconds = elapsed + time.perf_counter() - t0
 
     gate.eval()
-    nll_full, z_full, z_check = _evaluate(gate, domains, expert_samples, z_estimator, dev, dtype, eval_chunk)
+    nll_full = evaluate_nll(gate, domains, chunk=eval_chunk)
+    z_full = evaluate_z(gate, expert_samples if use_experts else domains, z_estimator, chunk=eval_chunk)
+    z_check = None if expert_samples is None else evaluate_z(gate, expert_samples, "expert-samples", chunk=eval_chunk)
     lam_last = lam.detach().cpu().numpy().astype(np.float64)
     lam_out = (lam_sum / n_avg).cpu().numpy().astype(np.float64) if lam_iterate == "average" and n_avg else lam_last
     kl = None if ent is None else nll_full - ent
@@ -449,8 +451,8 @@ def fit_robust_gate(
 
 
 @torch.no_grad()
-def _chunked_means(gate, s: SampleSet, fn, dev, dtype, chunk) -> float:
-    """``sum_i w_i fn(log g(x_i), log pi(x_i))`` over a whole set, in chunks."""
+def _set_mean(gate, s: SampleSet, fn, dev, dtype, chunk) -> float:
+    """``sum_i w_i fn(log g(x_i), log pi(x_i))`` over a whole set (normalised weights), in chunks."""
     probs = s.probabilities()
     total = torch.zeros((), dtype=torch.float64)
     for a in range(0, s.m, chunk):
@@ -462,25 +464,33 @@ def _chunked_means(gate, s: SampleSet, fn, dev, dtype, chunk) -> float:
     return float(total)
 
 
-def _evaluate(gate, domains, experts, estimator, dev, dtype, chunk):
-    """Per-domain NLL, Z by ``estimator`` and (with expert samples) the unbiased Z, over all samples."""
+def _gate_device(gate: nn.Module):
+    ref = next(iter(gate.parameters()))
+    return ref.device, ref.dtype
 
-    def neg_log_pg(log_gate, logp):
-        return -torch.logsumexp(log_gate + logp, dim=1)
 
-    nll = np.array([_chunked_means(gate, d, neg_log_pg, dev, dtype, chunk) for d in domains])
+def evaluate_nll(gate: nn.Module, domains: list[SampleSet], *, chunk: int = 65536) -> np.ndarray:
+    """``NLL_k = E_{x ~ D_k}[-log pi_g(x)]`` over all samples of each domain (weighted)."""
+    dev, dtype = _gate_device(gate)
+    return np.array([
+        _set_mean(gate, d, lambda lg, lp: -torch.logsumexp(lg + lp, dim=1), dev, dtype, chunk) for d in domains
+    ])
 
-    def z_over(sets, name):
-        means = [
-            _chunked_means(
-                gate, s,
-                lambda lg, lp, k=k: z_terms(name, lg, lp, torch.full((lg.shape[0],), k, device=lg.device)),
-                dev, dtype, chunk,
-            )
-            for k, s in enumerate(sets)
-        ]
-        return float(combine(name, torch.tensor(means)))
 
-    z_check = None if experts is None else z_over(experts, "expert-samples")
-    z = z_over(experts if estimator in UNBIASED else domains, estimator)
-    return nll, z, z_check
+def evaluate_z(gate: nn.Module, sets: list[SampleSet], estimator: str, *, chunk: int = 65536) -> float:
+    """Z of ``gate`` by ``estimator`` over all samples of ``sets``.
+
+    ``sets`` are the expert-sample sets for ``"expert-samples"`` and ``"importance"``, the
+    domain sets for ``"data-shortcut"`` (:mod:`modular.z_estimators`). With weighted
+    enumerations (``w = pi_k`` or ``w = D_k``) this is the estimator's expectation.
+    """
+    dev, dtype = _gate_device(gate)
+    means = [
+        _set_mean(
+            gate, s,
+            lambda lg, lp, k=k: z_terms(estimator, lg, lp, torch.full((lg.shape[0],), k, device=lg.device)),
+            dev, dtype, chunk,
+        )
+        for k, s in enumerate(sets)
+    ]
+    return float(combine(estimator, torch.tensor(means)))
