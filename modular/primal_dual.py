@@ -493,4 +493,4 @@ def evaluate_z(gate: nn.Module, sets: list[SampleSet], estimator: str, *, chunk:
         )
         for k, s in enumerate(sets)
     ]
-    return float(combine(estimator, torch.tensor(means)))
+    return float(combine(estimator, torch.tensor(means, dtype=torch.float64)))
