@@ -21,7 +21,9 @@ the gate) the exact references are:
 - :func:`optimal_router`: for each prefix h, the minimiser over the simplex of the
   conditional cross-entropy ``-sum_v pi_g(v | h) log sum_k gamma_k pi_k(v | h)``, which
   minimises ``KL(pi_g || rho_gamma)`` exactly (chain rule), computed by EM;
-- :func:`kl_to_routed`: ``KL(pi_g / Z || rho_gamma)``.
+- :func:`kl_to_routed`: ``KL(pi_g / Z || rho_gamma)``;
+- :func:`router_divergence`: ``sum_t E_{pi_g}[KL(gamma_B(x_<t) || gamma(x_<t))]``, the other
+  side of the paper's distillation identity (Thm 18).
 
 Arrays in, no domain code: sequences are (S x T) integer arrays, per-token log-probs
 (S x T x p).
@@ -88,6 +90,21 @@ def kl_to_routed(log_gated, log_routed) -> float:
     w = np.exp(lg)
     mask = w > 0
     return float(np.sum(w[mask] * (lg[mask] - np.asarray(log_routed, dtype=np.float64)[mask])))
+
+
+def router_divergence(log_gated, reference, router) -> float:
+    """``sum_t E_{x ~ pi_g / Z}[KL(reference(x_<t, .) || router(x_<t, .))]`` on an enumerated space.
+
+    The right-hand side of the paper's distillation identity (Thm 18), with
+    ``reference`` the Bayes router; ``log_gated`` (S,), routers (S x T x p).
+    """
+    lg = np.asarray(log_gated, dtype=np.float64)
+    w = np.exp(lg - logsumexp(lg))
+    a = np.asarray(reference, dtype=np.float64)
+    b = np.asarray(router, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(a > 0, a * (np.log(a) - np.log(b)), 0.0).sum(axis=2)
+    return float(np.einsum("s,st->", w, terms))
 
 
 def _prefix_groups(tok: np.ndarray) -> list[np.ndarray]:
