@@ -88,7 +88,8 @@ class RobustGateResult:
     adversary : str
     steps, seconds, device, seed
     history : dict of ndarrays
-        Every ``log_every`` steps: ``step``, ``lam`` (T x p), ``mu``, ``z`` (minibatch),
+        Every ``log_every`` steps: ``step``, ``seconds`` (wall time of the loop so far),
+        ``lam`` (T x p), ``mu``, ``z`` (minibatch),
         ``z_ema``, ``loss`` (the minibatch Lagrangian), ``nll`` (T x p), ``adversary_loss``
         (T x p).
     """
@@ -354,7 +355,9 @@ def fit_robust_gate(
     n_avg = 0
     mu = torch.tensor(mu0, dtype=dtype, device=dev)
     z_ema = torch.tensor(float("nan"), dtype=dtype, device=dev)
-    history: dict[str, list] = {k: [] for k in ("step", "lam", "mu", "z", "z_ema", "loss", "nll", "adversary_loss")}
+    history: dict[str, list] = {
+        k: [] for k in ("step", "seconds", "lam", "mu", "z", "z_ema", "loss", "nll", "adversary_loss")
+    }
     start, elapsed = 0, 0.0
     config = dict(p=p, adversary=adversary, z_estimator=z_estimator, steps=steps, batch_size=batch_size, lr=lr,
                   lr_schedule=lr_schedule,
@@ -422,7 +425,7 @@ def fit_robust_gate(
                 n_avg += 1
         done = step + 1
         if done % log_every == 0 or done == steps:
-            record = dict(step=done, lam=lam.tolist(), mu=float(mu), z=float(z_hat.detach()), z_ema=float(z_ema),
+            record = dict(step=done, seconds=elapsed + time.perf_counter() - t0, lam=lam.tolist(), mu=float(mu), z=float(z_hat.detach()), z_ema=float(z_ema),
                           loss=float(loss.detach()), nll=nll_d.tolist(), adversary_loss=adv.tolist())
             for key, value in record.items():
                 history[key].append(value)
