@@ -139,7 +139,7 @@ class RobustGateResult:
         return out
 
 
-def project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int = 100) -> torch.Tensor:
+def project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int = 64) -> torch.Tensor:
     """KL projection of a positive vector onto ``{lam : sum lam = 1, lo <= lam <= hi}``.
 
     Solves ``min_lam KL(lam || v)`` on that set; the solution is ``clip(c v, lo, hi)``

@@ -44,7 +44,7 @@ def test_subprocess_json_output(tmp_path, instance):
     proc = subprocess.run(
         [sys.executable, "-m", "modular", "fit", str(data), "--entropy", h, "--steps", "300", "--seed", "1",
          "--device", "cpu", "--json", "--gate", "tabular", "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True, text=True, cwd=ROOT, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)

@@ -59,7 +59,7 @@ def test_constant_gate_bayes_router_reproduces_the_gated_model(bigram):
     # The Bayesian mixture is exactly autoregressive: routed model = gated model.
     assert abs(kl_to_routed(log_pg, routed_log_prob(bayes, tok_lp))) < 1e-12
     tokens, lp = _sample(seqs, tok_lp, log_pg, 4000, seed=1)
-    fit = train_router(tokens, lp, vocab=V, steps=600, batch_size=256, lr=0.02, seed=0, device="cpu")
+    fit = train_router(tokens, lp, vocab=V, steps=300, batch_size=256, lr=0.03, seed=0, device="cpu")
     learned = router_probs(fit.router, seqs)
     assert _prefix_tv(learned, bayes, log_pg) < 0.06
     assert kl_to_routed(log_pg, routed_log_prob(learned, tok_lp)) < 0.01
@@ -103,7 +103,7 @@ def test_learned_router_approaches_the_optimal_router(bigram, g1_gate):
     best = optimal_router(seqs, tok_lp, log_gate)
     kl_best = kl_to_routed(log_q, routed_log_prob(best, tok_lp))
     tokens, lp = _sample(seqs, tok_lp, log_q, 4000, seed=2)
-    fit = train_router(tokens, lp, vocab=V, steps=600, batch_size=256, lr=0.02, seed=0, device="cpu")
+    fit = train_router(tokens, lp, vocab=V, steps=300, batch_size=256, lr=0.03, seed=0, device="cpu")
     learned = router_probs(fit.router, seqs)
     assert kl_to_routed(log_q, routed_log_prob(learned, tok_lp)) < kl_best + 0.02
     assert _prefix_tv(learned, best, log_q) < 0.1
