@@ -338,7 +338,6 @@ def fit_robust_gate(
     sets = domains + (expert_samples if use_experts else [])
     batches = _Batches(sets, batch_size, dev, dtype)
     n_dom_rows = int((batches.set_ids < p).sum())
-    col = torch.arange(p, device=dev)
     lo = torch.as_tensor(lo_np, dtype=dtype, device=dev)
     hi = torch.as_tensor(hi_np, dtype=dtype, device=dev)
     bounded = lam_bounds is not None
@@ -360,8 +359,7 @@ def fit_robust_gate(
     }
     start, elapsed = 0, 0.0
     config = dict(p=p, adversary=adversary, z_estimator=z_estimator, steps=steps, batch_size=batch_size, lr=lr,
-                  lr_schedule=lr_schedule,
-                  weight_decay=weight_decay, lam_lr=lam_lr, mu_lr=mu_lr, penalty=penalty, mu0=mu0, z_decay=z_decay,
+                  lr_schedule=lr_schedule, weight_decay=weight_decay, lam_lr=lam_lr, mu_lr=mu_lr, penalty=penalty, mu0=mu0, z_decay=z_decay,
                   lam_bounds=None if not bounded else (lo_np.tolist(), hi_np.tolist()), seed=seed,
                   average_from=average_from, log_every=log_every, dtype=str(dtype))
 
@@ -379,8 +377,8 @@ def fit_robust_gate(
 
     def save(step: int) -> None:
         tmp = f"{checkpoint}.tmp"
-        torch.save(dict(config=config, gate=gate.state_dict(), optimizer=opt.state_dict(), schedule=schedule.state_dict(),
-                        generator=generator.get_state(), lam=lam, lam_sum=lam_sum, mu=mu, z_ema=z_ema,
+        torch.save(dict(config=config, gate=gate.state_dict(), optimizer=opt.state_dict(),
+                        schedule=schedule.state_dict(), generator=generator.get_state(), lam=lam, lam_sum=lam_sum, mu=mu, z_ema=z_ema,
                         n_avg=n_avg, step=step, seconds=elapsed + time.perf_counter() - t0, history=history), tmp)
         os.replace(tmp, checkpoint)
 
@@ -391,14 +389,14 @@ def fit_robust_gate(
         logp = batches.logp[idx]
         log_gate = torch.log_softmax(gate(batches.features[idx]), dim=1)
         log_pg = torch.logsumexp(log_gate + logp, dim=1)
-        nll = batches.set_means(torch.cat([-log_pg[:n_dom_rows], torch.zeros_like(log_pg[n_dom_rows:])]))[:p]
         if use_experts:
             rows = slice(n_dom_rows, None)
             terms = z_terms(z_estimator, log_gate[rows], logp[rows], batches.set_ids[rows] - p)
-            z_hat = combine(z_estimator, batches.set_means(torch.cat([torch.zeros_like(log_pg[:n_dom_rows]), terms]))[p:])
+            means = batches.set_means(torch.cat([-log_pg[:n_dom_rows], terms]))
+            nll, z_hat = means[:p], combine(z_estimator, means[p:])
         else:
-            terms = z_terms(z_estimator, log_gate[:n_dom_rows], logp[:n_dom_rows], batches.set_ids[:n_dom_rows])
-            z_hat = combine(z_estimator, batches.set_means(torch.cat([terms, torch.zeros_like(log_pg[n_dom_rows:])]))[:p])
+            nll = batches.set_means(-log_pg)
+            z_hat = combine(z_estimator, batches.set_means(z_terms(z_estimator, log_gate, logp, batches.set_ids)))
         zbar_prev = torch.where(torch.isnan(z_ema), z_hat.detach(), z_ema)
         multiplier = mu + penalty * (zbar_prev - 1)
         loss = lam @ nll + multiplier * (z_hat - 1)
@@ -425,8 +423,9 @@ def fit_robust_gate(
                 n_avg += 1
         done = step + 1
         if done % log_every == 0 or done == steps:
-            record = dict(step=done, seconds=elapsed + time.perf_counter() - t0, lam=lam.tolist(), mu=float(mu), z=float(z_hat.detach()), z_ema=float(z_ema),
-                          loss=float(loss.detach()), nll=nll_d.tolist(), adversary_loss=adv.tolist())
+            record = dict(step=done, seconds=elapsed + time.perf_counter() - t0, lam=lam.tolist(), mu=float(mu),
+                          z=float(z_hat.detach()), z_ema=float(z_ema), loss=float(loss.detach()),
+                          nll=nll_d.tolist(), adversary_loss=adv.tolist())
             for key, value in record.items():
                 history[key].append(value)
             if callback is not None:

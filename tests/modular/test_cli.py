@@ -126,3 +126,16 @@ def test_bad_input_exits_2(tmp_path, instance, capsys, case):
 def test_missing_file(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "nope.npz")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_sequence_gate_reads_token_features(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for k in range(2):
+        arrays[f"logp_{k}"] = np.log(rng.dirichlet(np.ones(2), size=40))
+        arrays[f"feat_{k}"] = rng.integers(0, 4, size=(40, 5))
+    np.savez(tmp_path / "seq.npz", **arrays)
+    assert main(["fit", str(tmp_path / "seq.npz"), "--gate", "sequence", "--steps", "20", "--json",
+                 "--device", "cpu", "--adversary", "nll"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["gate"] == "sequence" and res["adversary"] == "nll" and len(res["nll"]) == 2

@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modular import TabularGate, fit_robust_gate, project_capped_simplex
 from modular.z_estimators import BiasedEstimatorWarning
@@ -217,3 +219,21 @@ def test_bad_options():
                 InvalidOptionError, match="choose"):
             fit_robust_gate(gate, domains, experts, adversary="nll", device="cuda" if not torch.cuda.is_available()
                             else "mps")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 6), st.integers(0, 10_000))
+def test_projection_properties(p, seed):
+    """Feasible, idempotent, and of the form clip(c v, lo, hi) (the KKT conditions)."""
+    rng = np.random.default_rng(seed)
+    v = rng.dirichlet(np.ones(p) * 0.5) + 1e-12
+    lo = rng.uniform(0, 1 / p, size=p) * rng.integers(0, 2, size=p)
+    hi = np.maximum(lo, rng.uniform(1 / p, 1, size=p))
+    lam = project_capped_simplex(torch.tensor(v), torch.tensor(lo), torch.tensor(hi)).numpy()
+    assert abs(lam.sum() - 1) < 1e-9 and np.all(lam >= lo - 1e-15) and np.all(lam <= hi + 1e-15)
+    free = (lam > lo + 1e-9) & (lam < hi - 1e-9)
+    if free.sum() > 1:
+        ratio = lam[free] / v[free]
+        assert np.ptp(ratio) < 1e-6 * ratio.max()
+    again = project_capped_simplex(torch.tensor(lam), torch.tensor(lo), torch.tensor(hi)).numpy()
+    np.testing.assert_allclose(again, lam, atol=1e-9)
