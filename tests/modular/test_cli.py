@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modular.cli import main
-from modular_instances import entropies, finite_instance
+from tests.modular.modular_instances import entropies, finite_instance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

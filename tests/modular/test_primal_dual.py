@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from modular import TabularGate, fit_robust_gate, project_capped_simplex
 from modular.z_estimators import BiasedEstimatorWarning
-from modular_instances import entropies, enumerated_sets, finite_instance, robust_reference, tabular_q
+from tests.modular.modular_instances import entropies, enumerated_sets, finite_instance, robust_reference, tabular_q
 from theory.divergences import kl
 from theory.errors import InfeasibleLambdaError, InvalidOptionError, ShapeMismatchError
 

@@ -6,7 +6,7 @@ import torch
 from scipy.stats import chisquare
 
 from modular.sampling import pooled_sampler, rejection_sample, sir_sample
-from modular_instances import finite_instance
+from tests.modular.modular_instances import finite_instance
 from theory.errors import InputError
 from theory.gates import gate_from_q
 

@@ -8,7 +8,7 @@ import torch
 
 from modular import TabularGate, evaluate_z
 from modular.z_estimators import combine, z_terms
-from modular_instances import enumerated_sets, finite_instance, tabular_q
+from tests.modular.modular_instances import enumerated_sets, finite_instance, tabular_q
 
 
 @pytest.fixture(scope="module")
