@@ -26,4 +26,15 @@ from modular.primal_dual import (
     fit_robust_gate,
     project_capped_simplex,
 )
+from modular.distill import (
+    RouterFit,
+    bayes_router,
+    kl_to_routed,
+    optimal_router,
+    routed_log_prob,
+    router_divergence,
+    router_probs,
+    train_router,
+)
+from modular.sampling import pooled_sampler, rejection_sample, sir_sample
 from modular.z_estimators import Z_ESTIMATORS, BiasedEstimatorWarning

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--lr", type=float,
                      help="AdamW learning rate of the gate; default 0.05 (tabular, linear) or 0.005 (mlp, sequence: "
                           "at 0.05 the MLP gate diverged and lambda collapsed to a vertex on a 3-domain test set)")
+    fit.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                     help="cosine: anneal the gate's learning rate to zero (less minibatch noise at the end)")
     fit.add_argument("--lam-lr", type=float, default=0.1, help="exponentiated-gradient step on lambda")
     fit.add_argument("--batch-size", type=int, default=256, help="samples per domain (and expert) per step")
     fit.add_argument("--z-estimator", choices=Z_ESTIMATORS,
@@ -100,7 +102,8 @@ def run_fit(args) -> dict:
         warnings.simplefilter("ignore", BiasedEstimatorWarning)
         res = fit_robust_gate(
             gate, domains, experts, entropies=args.entropy, adversary=adversary, z_estimator=args.z_estimator,
-            steps=args.steps, batch_size=args.batch_size, lr=DEFAULT_LR[args.gate] if args.lr is None else args.lr, lam_lr=args.lam_lr,
+            steps=args.steps, batch_size=args.batch_size, lam_lr=args.lam_lr,
+            lr=DEFAULT_LR[args.gate] if args.lr is None else args.lr, lr_schedule=args.lr_schedule,
             lam_iterate=args.lam_iterate, device=args.device, seed=args.seed, progress=args.progress,
             checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
         )

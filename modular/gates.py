@@ -41,14 +41,18 @@ def gated_log_prob(gate_logits: torch.Tensor, expert_logp: torch.Tensor) -> torc
 
 
 class _Standardise(nn.Module):
-    """Fixed affine map ``(z - mean) / std`` whose statistics travel with the state dict."""
+    """Fixed affine map ``(z - mean) / std`` whose statistics travel with the state dict.
+
+    A constant feature (``std`` zero) is only centred.
+    """
 
     def __init__(self, d: int, mean=None, std=None):
         super().__init__()
         mean = torch.zeros(d) if mean is None else torch.as_tensor(mean).reshape(d)
         std = torch.ones(d) if std is None else torch.as_tensor(std).reshape(d)
         self.register_buffer("mean", mean.clone().to(torch.get_default_dtype()))
-        self.register_buffer("std", torch.clamp(std.clone().to(torch.get_default_dtype()), min=1e-12))
+        std = std.clone().to(torch.get_default_dtype())
+        self.register_buffer("std", torch.where(std > 1e-12, std, torch.ones_like(std)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.mean) / self.std
