@@ -86,7 +86,7 @@ def throughput(m: int, p: int, batch: int, device: str, steps: int, seed: int = 
     run = dict(batch_size=batch, device=device, seed=seed, adversary="nll", log_every=max(steps, 1))
     fit_robust_gate(LinearGate(p, p), domains, experts, steps=5, **run)  # warm-up (allocator, kernels)
     res = fit_robust_gate(LinearGate(p, p), domains, experts, steps=steps, **run)
-    rows = batch * 2 * p
+    rows = min(batch, m) * 2 * p  # a set no larger than the batch enters each step whole
     return dict(device=device, m=m, p=p, batch=batch, steps=steps, seconds=res.seconds,
                 samples_per_s=rows * steps / res.seconds)
 
