@@ -1,0 +1,380 @@
+"""Certified dual solver for the robust gate: maximise the concave dual over Lambda.
+
+The robust problem ``min_{q in family} max_{lam in Lambda} sum_k lam_k KL(D_k || q)``
+has the concave dual ``phi(lam) = min_q sum_k lam_k KL(D_k || q)``, whose gradient
+is the vector ``KL(D_k || q*(lam))`` at the best response ``q*(lam)``. Every point
+gives a certificate: ``phi(lam) <= value <= max_{lam' in Lambda} lam' . KL(D || q)``.
+
+On the whole simplex the inner maximum equals ``max_k KL(D_k || q)`` and the value is
+the robust KL ``min_q max_lam KL(D_lam || q)`` of DESIGN 2 (the linearised and the
+original game share their max over the simplex). With a smaller prior set Lambda the
+solver returns the value of the *linearised* game
+``max_{lam in Lambda} sum_k lam_k KL(D_k || q)``, which upper-bounds
+``max_{lam in Lambda} KL(D_lam || q)`` (by ``JSD_lam >= 0``) and equals it only when
+Lambda is the whole simplex.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import clarabel
+import numpy as np
+from scipy import sparse
+from scipy.special import entr
+
+from theory.best_response import family_cells, fit_gate_weights, water_fill
+from theory.errors import InvalidOptionError, ShapeMismatchError
+from theory.gates import constant_gate, gate_from_q, partition_gate, pointwise_hull, require_nonempty_G1
+from theory.prior import PriorSet
+from theory.result import NOT_CONVERGED, OPTIMAL, SolverResult
+from theory.validation import as_instance
+
+#: Outcomes per block in passes over the (p x n) arrays, so temporaries stay O(chunk p).
+CHUNK = 1 << 16
+
+
+@dataclass
+class _Point:
+    """One evaluation of the dual at ``lam``: certified lower bound and its best response."""
+
+    lam: np.ndarray
+    lower: float
+    kl: np.ndarray
+    q: np.ndarray
+    hessian: np.ndarray | None = None
+    state: dict = field(default_factory=dict)
+
+
+def _neg_entropies(D) -> np.ndarray:
+    """``-H(D_k)`` for every row, accumulated over blocks of outcomes."""
+    out = np.zeros(D.shape[0])
+    for a in range(0, D.shape[1], CHUNK):
+        out -= entr(D[:, a : a + CHUNK]).sum(axis=1)
+    return out
+
+
+def _kl_rows(D, q, neg_ent) -> tuple[np.ndarray, np.ndarray]:
+    """``KL(D_k || q)`` for every row (``+inf`` where ``q`` misses D_k's support), and log q."""
+    zero = q <= 0
+    logq = np.log(q, out=np.zeros_like(q), where=~zero)
+    kl = neg_ent - D @ logq
+    if zero.any():
+        kl[(D[:, zero] > 0).any(axis=1)] = np.inf
+    return kl, logq
+
+
+class _FullFamily:
+    """Dual oracle for the full gate space: water-filling best response, exact Hessian."""
+
+    def __init__(self, D, P):
+        self.D = D
+        self.P = P
+        self.lo, self.hi = pointwise_hull(P)
+        self.neg_ent = _neg_entropies(D)
+        self.level = None
+
+    def __call__(self, lam) -> _Point:
+        D = self.D
+        v = lam @ D
+        q, nu = water_fill(v, self.lo, self.hi, t0=self.level)
+        if 0 < nu < np.inf:
+            self.level = 1.0 / nu
+        zero = q <= 0
+        logq = np.log(q, out=np.zeros_like(q), where=~zero)
+        free = v > 0
+        free &= q > self.lo
+        free &= q < self.hi
+        # The Hessian of phi (DESIGN 2.1 water-filling, F = unclipped outcomes):
+        #   -[sum_F D_k D_j / D_lam - (sum_F D_k)(sum_F D_j) / sum_F D_lam].
+        inv_v = np.divide(1.0, v, out=np.zeros_like(v), where=free)
+        p = D.shape[0]
+        gram = np.zeros((p, p))
+        dots = np.zeros((p, 2))
+        for a in range(0, D.shape[1], CHUNK):
+            Dc = D[:, a : a + CHUNK]
+            gram += (Dc * inv_v[a : a + CHUNK]) @ Dc.T
+            dots += Dc @ np.stack([logq[a : a + CHUNK], free[a : a + CHUNK]], axis=1)
+        kl = self.neg_ent - dots[:, 0]
+        lower = float(lam @ kl)
+        if zero.any():
+            kl[(D[:, zero] > 0).any(axis=1)] = np.inf
+        s = dots[:, 1]
+        mass_free = float(lam @ s)
+        hessian = -(gram - np.outer(s, s) / mass_free) if mass_free > 0 else -gram
+        return _Point(lam=lam, lower=lower, kl=kl, q=q, hessian=hessian)
+
+    def gate(self, point: _Point) -> np.ndarray:
+        return gate_from_q(point.q, self.P)
+
+
+class _RestrictedFamily:
+    """Dual oracle for constant or partition gates: certified projected-Newton best response."""
+
+    def __init__(self, D, P, labels, n_cells):
+        self.D = D
+        self.P = P
+        self.labels = labels
+        self.n_cells = n_cells
+        self.neg_ent = _neg_entropies(D)
+        self.W = None
+
+    def __call__(self, lam) -> _Point:
+        fit = fit_gate_weights(lam @ self.D, self.P, self.labels, self.n_cells, W0=self.W)
+        kl, _ = _kl_rows(self.D, fit.q, self.neg_ent)
+        finite = lam > 0
+        # phi(lam) >= lam . KL(D || q_W) - (Frank-Wolfe gap of the inner problem).
+        lower = float(lam[finite] @ kl[finite]) - max(fit.fw_gap, 0.0)
+        return _Point(lam=lam, lower=lower, kl=kl, q=fit.q, state={"W": fit.W, "inner_gap": fit.fw_gap})
+
+    def accept(self, point: _Point) -> None:
+        self.W = point.state["W"]
+
+    def gate(self, point: _Point) -> np.ndarray:
+        W = point.state["W"]
+        if self.n_cells == 1:
+            return constant_gate(W[0], self.D.shape[1])
+        return partition_gate(W, self.labels)
+
+
+class _StepQP:
+    """Newton-type step over Lambda: ``max g.d - 1/2 d' M d`` s.t. ``lam + d in Lambda``.
+
+    Solved with Clarabel's native API (sparse matrices and cones, no modelling layer).
+    """
+
+    def __init__(self, prior: PriorSet):
+        p = prior.p
+        self.lo, self.hi = prior.bounds()
+        rows = [sparse.csc_matrix(np.ones((1, p))), -sparse.eye(p, format="csc")]
+        rhs = [np.ones(1), -self.lo]
+        upper = self.hi < 1
+        if upper.any():
+            rows.append(sparse.eye(p, format="csc")[np.flatnonzero(upper)])
+            rhs.append(self.hi[upper])
+        if prior.A is not None:
+            rows.append(sparse.csc_matrix(prior.A))
+            rhs.append(prior.b)
+        self.A = sparse.vstack(rows, format="csc")
+        self.b = np.concatenate(rhs)
+        self.cones = [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(self.A.shape[0] - 1)]
+        self.settings = clarabel.DefaultSettings()
+        self.settings.verbose = False
+        self.settings.tol_feas = 1e-12
+        self.settings.tol_gap_abs = self.settings.tol_gap_rel = 1e-12
+        self.polytope = prior.A is not None
+
+    def __call__(self, lam, g, M) -> np.ndarray:
+        lin = -(M @ lam + g)
+        solver = clarabel.DefaultSolver(sparse.triu(M, format="csc"), lin, self.A, self.b, self.cones, self.settings)
+        x = np.asarray(solver.solve().x)
+        return self._into_prior(x)
+
+    def _into_prior(self, x) -> np.ndarray:
+        """Remove the QP's feasibility error: clip to the bounds, restore the unit sum.
+
+        Keeps every iterate inside Lambda so that ``phi(lam)`` stays a valid lower bound.
+        (Polytope rows are met to Clarabel's 1e-12 feasibility tolerance.)
+        """
+        x = np.clip(x, self.lo, self.hi)
+        excess = x.sum() - 1.0
+        room = (x - self.lo) if excess > 0 else (self.hi - x)
+        if excess != 0 and room.sum() > 0:
+            x = x - excess * room / room.sum()
+        return x
+
+
+def _as_prior(prior, p: int) -> PriorSet:
+    if prior is None:
+        return PriorSet(p)
+    if not isinstance(prior, PriorSet):
+        raise InvalidOptionError(f"prior must be a theory.PriorSet or None, got {type(prior).__name__}")
+    if prior.p != p:
+        raise ShapeMismatchError(f"prior set is for p={prior.p} domains, the instance has p={p}")
+    return prior
+
+
+def _finite_gradient(kl) -> np.ndarray:
+    """Replace infinite KLs (domains the model misses) by a dominant finite gradient.
+
+    An infinite partial derivative only says that raising that weight raises phi
+    steeply; a large finite stand-in keeps the step QP well posed, and the line search
+    keeps the step honest.
+    """
+    finite = np.isfinite(kl)
+    if finite.all():
+        return kl
+    top = float(kl[finite].max()) if finite.any() else 0.0
+    return np.where(finite, kl, top + 1e3 * (1.0 + abs(top)))
+
+
+def solve_dual(
+    D,
+    P,
+    *,
+    prior: PriorSet | None = None,
+    family: str = "full",
+    cells=None,
+    tol: float = 1e-9,
+    max_iter: int = 100,
+    validate: bool = True,
+) -> SolverResult:
+    """Solve ``min_{q in family} max_{lam in Lambda} sum_k lam_k KL(D_k || q)`` by its dual.
+
+    Maximises the concave dual ``phi(lam) = min_q sum_k lam_k KL(D_k || q)`` over the
+    prior set Lambda. Each step solves the QP ``max g.d - 1/2 d' (mu I - H) d`` over
+    ``lam + d in Lambda`` (Clarabel), with ``g = KL(D_k || q*(lam))`` the gradient,
+    followed by a backtracking line search on phi and a Levenberg-Marquardt ``mu``
+    adapted to the step's success. ``H`` is the exact Hessian of phi for the full family
+    (from the water-filling's clipping pattern) and a damped BFGS model for the
+    restricted families.
+
+    Certificate at every evaluated point: ``lower = phi(lam)`` (for the restricted
+    families minus the certified suboptimality of the inner best response) and
+    ``upper = max_{lam' in Lambda} lam' . KL(D || q)``; the solver keeps the best of each
+    and stops when ``upper - lower <= tol``.
+
+    With a prior set smaller than the simplex the game solved is the linearised one,
+    ``max_{lam in Lambda} sum_k lam_k KL(D_k || q)``; it coincides with
+    ``max_{lam in Lambda} KL(D_lam || q)`` only on the whole simplex.
+
+    Parameters
+    ----------
+    D, P : array (p, n)
+        Domains and experts.
+    prior : PriorSet, optional
+        Lambda; None means the whole simplex.
+    family : {"full", "constant", "partition"}
+    cells : array (n,) of int, optional
+        The partition for ``family="partition"``.
+    tol : float
+        Target certified gap in nats.
+    max_iter : int
+        Maximum number of steps on lam.
+    validate : bool
+        Check the inputs (distributions, shapes, coverage). Skipping saves passes over
+        the data for inputs already validated.
+
+    Returns
+    -------
+    SolverResult
+        ``value = upper`` (the objective of the returned ``q``), ``lam`` the iterate with
+        the best lower bound, ``status`` ``"optimal"`` when ``gap <= tol``, otherwise
+        ``"not_converged"`` with a :class:`~theory.result.ToleranceWarning`.
+    """
+    start = time.perf_counter()
+    if validate:
+        D, P = as_instance(D, P)
+    else:
+        D = np.asarray(D, dtype=np.float64)
+        P = np.asarray(P, dtype=np.float64)
+    if not tol > 0:
+        raise InvalidOptionError(f"tol must be positive, got {tol!r}")
+    p, n = D.shape
+    prior = _as_prior(prior, p)
+    if family == "full":
+        require_nonempty_G1(P)
+        oracle = _FullFamily(D, P)
+    else:
+        labels, n_cells = family_cells(family, cells, n)
+        oracle = _RestrictedFamily(D, P, labels, n_cells)
+
+    qp = _StepQP(prior)
+    lam = prior.feasible_point()
+    point = oracle(lam)
+    best_low, best_up, up_value = point, point, prior.max_linear(point.kl)
+    history = {"lower": [], "upper": [], "gap": [], "step": []}
+    quasi_newton = point.hessian is None
+    B = None
+    mu = 1e-8
+    iterations = 0
+
+    def record(pt):
+        nonlocal best_low, best_up, up_value
+        if pt.lower > best_low.lower:
+            best_low = pt
+        value = prior.max_linear(pt.kl)
+        if value < up_value:
+            best_up, up_value = pt, value
+
+    for iterations in range(1, max_iter + 1):
+        if up_value - best_low.lower <= tol or p == 1:
+            iterations -= 1
+            break
+        g = _finite_gradient(point.kl)
+        if quasi_newton:
+            if B is None:
+                B = np.eye(p) * max(1.0, float(np.abs(g).max()))
+            H = -B
+        else:
+            H = point.hessian
+        scale = max(1.0, float(np.trace(-H)) / p)
+        M = -H + mu * scale * np.eye(p)
+        d = qp(point.lam, g, M) - point.lam
+        slope = float(g @ d)
+        step, accepted = 1.0, None
+        while slope > 0 and step > 1e-10:
+            trial = oracle(point.lam + step * d if step < 1 else point.lam + d)
+            record(trial)
+            if trial.lower >= point.lower + 1e-4 * step * slope:
+                accepted = trial
+                break
+            step *= 0.5
+        history["step"].append(step if accepted is not None else 0.0)
+        if accepted is None:
+            history["lower"].append(best_low.lower)
+            history["upper"].append(up_value)
+            history["gap"].append(up_value - best_low.lower)
+            # No ascent at working precision: the certificate is the final word.
+            break
+        if quasi_newton:
+            B = _bfgs_update(B, accepted.lam - point.lam, accepted.kl - point.kl)
+            oracle.accept(accepted)
+        mu = max(mu / 10, 1e-14) if step == 1.0 else min(mu * 10, 1e6)
+        point = accepted
+        history["lower"].append(best_low.lower)
+        history["upper"].append(up_value)
+        history["gap"].append(up_value - best_low.lower)
+
+    gap = up_value - best_low.lower
+    result = SolverResult(
+        q=best_up.q,
+        gate=oracle.gate(best_up),
+        value=up_value,
+        lam=best_low.lam,
+        gap=gap,
+        lower=best_low.lower,
+        upper=up_value,
+        kl=best_up.kl,
+        iterations=iterations,
+        seconds=time.perf_counter() - start,
+        status=OPTIMAL if gap <= tol else NOT_CONVERGED,
+        solver="dual",
+        tol=tol,
+        history=history,
+        info={"family": family, "hessian": "bfgs" if quasi_newton else "exact"},
+    )
+    return result.warn_if_not_converged()
+
+
+def _bfgs_update(B, s, y) -> np.ndarray:
+    """Damped (Powell) BFGS update of ``B ~ -Hessian`` of the concave phi.
+
+    ``s`` is the step in lam and ``y`` the change of the gradient; with ``-y`` the
+    curvature pair is that of the convex ``-phi``. Damping keeps ``B`` positive definite
+    when the pair shows too little curvature.
+    """
+    y = -y
+    if not np.all(np.isfinite(y)):
+        return B
+    Bs = B @ s
+    sBs = float(s @ Bs)
+    if sBs <= 0:
+        return B
+    sy = float(s @ y)
+    if sy < 0.2 * sBs:
+        theta = 0.8 * sBs / (sBs - sy)
+        y = theta * y + (1 - theta) * Bs
+        sy = float(s @ y)
+    return B - np.outer(Bs, Bs) / sBs + np.outer(y, y) / sy
