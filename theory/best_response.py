@@ -35,6 +35,8 @@ FAMILIES = ("full", "constant", "partition")
 #: residual is pure rounding.
 _WATER_FILL_RTOL = 1e-13
 _WATER_FILL_MAX_STEPS = 200
+#: Outcomes per block in the pass that sums the bounds.
+_BLOCK = 1 << 16
 #: Near the optimum the Newton decrease (~ gap^2) falls below the rounding of the
 #: objective; a step is then accepted when it does not increase the objective beyond
 #: rounding, and the Frank-Wolfe gap at the new point decides whether it helped.
@@ -86,7 +88,16 @@ def water_fill(target, lo, hi, mass: float = 1.0, *, t0: float | None = None) ->
         raise ShapeMismatchError(
             f"water_fill needs 1-D target, lo and hi of one length; got {target.shape}, {lo.shape}, {hi.shape}"
         )
-    lo_sum, hi_sum = float(lo.sum()), float(hi.sum())
+    return water_fill_with_totals(target, lo, hi, _totals(target, lo, hi), mass, t0=t0)
+
+
+def water_fill_with_totals(target, lo, hi, totals, mass: float = 1.0, *, t0: float | None = None):
+    """:func:`water_fill` with the four sums of the data given by the caller.
+
+    ``totals = (sum lo, sum hi, sum target, sum_{target > 0} hi + sum_{target = 0} lo)``.
+    Repeated solves on the same bounds (the dual solver) know them without a pass.
+    """
+    lo_sum, hi_sum, tsum, top = totals
     slack = _WATER_FILL_RTOL * max(mass, 1.0)
     if lo_sum > mass + slack:
         raise EmptyGateSpaceError(f"water_fill: the lower bounds sum to {lo_sum:.12g} > mass {mass:.12g}")
@@ -94,23 +105,23 @@ def water_fill(target, lo, hi, mass: float = 1.0, *, t0: float | None = None) ->
         raise EmptyGateSpaceError(f"water_fill: the upper bounds sum to {hi_sum:.12g} < mass {mass:.12g}")
     if lo_sum >= mass - slack:
         return lo.copy(), float("inf")
-
-    support = target > 0
-    top = float(hi.sum(where=support)) + float(lo.sum(where=~support))
     if top <= mass + slack:
-        return _fill_off_support(support, lo, hi, mass, top), 0.0
+        return _fill_off_support(target > 0, lo, hi, mass, top), 0.0
 
-    tsum = float(target.sum())
     lo_t, hi_t = 0.0, float("inf")
     t = t0 if (t0 is not None and np.isfinite(t0) and t0 > 0) else mass / tsum
-    q = np.empty_like(target)
+    q, work = np.empty_like(target), np.empty_like(target)
+    free, below_hi = np.empty(target.shape, dtype=bool), np.empty(target.shape, dtype=bool)
     for _ in range(_WATER_FILL_MAX_STEPS):
         np.multiply(target, t, out=q)
-        np.clip(q, lo, hi, out=q)
-        free = q > lo
-        free &= q < hi
+        np.maximum(q, lo, out=q)
+        np.minimum(q, hi, out=q)
+        np.greater(q, lo, out=free)
+        np.less(q, hi, out=below_hi)
+        free &= below_hi
         total = float(q.sum())
-        free_mass = float(q.sum(where=free))
+        # Multiplying by the mask is much faster than a masked sum (sum(where=...)).
+        free_mass = float(np.multiply(q, free, out=work).sum())
         if abs(total - mass) <= slack and free_mass > 0:
             break
         if total < mass:
@@ -131,6 +142,15 @@ def water_fill(target, lo, hi, mass: float = 1.0, *, t0: float | None = None) ->
     scale = (mass - (total - free_mass)) / free_mass
     np.multiply(q, scale, out=q, where=free)
     return q, 1.0 / (t * scale)
+
+
+def _totals(target, lo, hi) -> tuple[float, float, float, float]:
+    """``sum lo``, ``sum hi``, ``sum target`` and ``S(inf) = sum_{target>0} hi + sum_{target=0} lo``."""
+    out = np.zeros(4)
+    for a in range(0, target.shape[0], _BLOCK):
+        tc, lc, hc = target[a : a + _BLOCK], lo[a : a + _BLOCK], hi[a : a + _BLOCK]
+        out += (lc.sum(), hc.sum(), tc.sum(), np.where(tc > 0, hc, lc).sum())
+    return tuple(float(x) for x in out)
 
 
 def _fill_off_support(support, lo, hi, mass, top) -> np.ndarray:

@@ -23,17 +23,16 @@ import clarabel
 import numpy as np
 from scipy import sparse
 from scipy.linalg import null_space
-from scipy.special import entr
 
-from theory.best_response import family_cells, fit_gate_weights, water_fill
+from theory.best_response import family_cells, fit_gate_weights, water_fill_with_totals
 from theory.errors import InvalidOptionError, ShapeMismatchError
-from theory.gates import constant_gate, gate_from_q, partition_gate, pointwise_hull, require_nonempty_G1
+from theory.gates import MEMBERSHIP_TOL, constant_gate, partition_gate, require_nonempty_G1
 from theory.prior import PriorSet
 from theory.result import NOT_CONVERGED, OPTIMAL, SolverResult
 from theory.validation import as_instance
 
 #: Outcomes per block in passes over the (p x n) arrays, so temporaries stay O(chunk p).
-CHUNK = 1 << 16
+CHUNK = 1 << 15
 #: Steps whose gain is below the rounding of phi are accepted on the model's word;
 #: the certificate at the new point is recomputed, so nothing unverified is reported.
 _ROUNDING = 4 * np.finfo(float).eps
@@ -52,11 +51,32 @@ class _Point:
 
 
 def _neg_entropies(D) -> np.ndarray:
-    """``-H(D_k)`` for every row, accumulated over blocks of outcomes."""
+    """``-H(D_k) = sum_x D_k log D_k`` for every row, over blocks of outcomes (0 log 0 = 0)."""
     out = np.zeros(D.shape[0])
+    tiny = np.finfo(float).tiny
     for a in range(0, D.shape[1], CHUNK):
-        out -= entr(D[:, a : a + CHUNK]).sum(axis=1)
+        Dc = D[:, a : a + CHUNK]
+        # D log max(D, tiny) is exactly 0 where D = 0 and D log D elsewhere.
+        out += (Dc * np.log(np.maximum(Dc, tiny))).sum(axis=1)
     return out
+
+
+def _hull_with_experts(P) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pointwise hull ``l = min_k P_k``, ``u = max_k P_k`` and the (first) arg-min/arg-max.
+
+    A pass per expert row: reductions along the short axis of a (p x n) C-ordered array
+    are several times slower in numpy.
+    """
+    p, n = P.shape
+    index = np.int8 if p <= 127 else np.intp
+    lo, hi = P[0].copy(), P[0].copy()
+    kmin, kmax = np.zeros(n, dtype=index), np.zeros(n, dtype=index)
+    for k in range(1, p):
+        np.copyto(kmin, k, where=P[k] < lo)
+        np.minimum(lo, P[k], out=lo)
+        np.copyto(kmax, k, where=P[k] > hi)
+        np.maximum(hi, P[k], out=hi)
+    return lo, hi, kmin, kmax
 
 
 def _kl_rows(D, q, neg_ent) -> tuple[np.ndarray, np.ndarray]:
@@ -74,43 +94,73 @@ class _FullFamily:
 
     def __init__(self, D, P):
         self.D = D
-        self.P = P
-        self.lo, self.hi = pointwise_hull(P)
+        self.lo, self.hi, self.kmin, self.kmax = _hull_with_experts(P)
         self.neg_ent = _neg_entropies(D)
+        self.sums = (float(self.lo.sum()), float(self.hi.sum()))
+        if self.sums[0] > 1 + MEMBERSHIP_TOL or self.sums[1] < 1 - MEMBERSHIP_TOL:
+            require_nonempty_G1(P)  # raises EmptyGateSpaceError with the remedy
+        self.top = {}
         self.level = None
 
     def __call__(self, lam) -> _Point:
-        D = self.D
-        v = lam @ D
-        q, nu = water_fill(v, self.lo, self.hi, t0=self.level)
+        v = lam @ self.D
+        support = tuple(lam > 0)
+        if support not in self.top:
+            # S(inf) of the water-filling depends on lam only through its support.
+            self.top[support] = float(np.where(v > 0, self.hi, self.lo).sum())
+        totals = (*self.sums, float(lam.sum()), self.top[support])
+        q, nu = water_fill_with_totals(v, self.lo, self.hi, totals, t0=self.level)
         if 0 < nu < np.inf:
             self.level = 1.0 / nu
-        zero = q <= 0
-        logq = np.log(q, out=np.zeros_like(q), where=~zero)
-        free = v > 0
-        free &= q > self.lo
-        free &= q < self.hi
+        kl, gram, s = self._moments(v, q)
+        lower = float(lam @ np.where(lam > 0, kl, 0.0))
         # The Hessian of phi (DESIGN 2.1 water-filling, F = unclipped outcomes):
         #   -[sum_F D_k D_j / D_lam - (sum_F D_k)(sum_F D_j) / sum_F D_lam].
-        inv_v = np.divide(1.0, v, out=np.zeros_like(v), where=free)
-        p = D.shape[0]
-        gram = np.zeros((p, p))
-        dots = np.zeros((p, 2))
-        for a in range(0, D.shape[1], CHUNK):
-            Dc = D[:, a : a + CHUNK]
-            gram += (Dc * inv_v[a : a + CHUNK]) @ Dc.T
-            dots += Dc @ np.stack([logq[a : a + CHUNK], free[a : a + CHUNK]], axis=1)
-        kl = self.neg_ent - dots[:, 0]
-        lower = float(lam @ kl)
-        if zero.any():
-            kl[(D[:, zero] > 0).any(axis=1)] = np.inf
-        s = dots[:, 1]
         mass_free = float(lam @ s)
         hessian = -(gram - np.outer(s, s) / mass_free) if mass_free > 0 else -gram
         return _Point(lam=lam, lower=lower, kl=kl, q=q, hessian=hessian)
 
+    def _moments(self, v, q):
+        """One blocked pass over D: ``KL(D_k || q)``, ``sum_F D_k D_j / v`` and ``sum_F D_k``.
+
+        Blocks keep every temporary at O(CHUNK p) and in cache.
+        """
+        D = self.D
+        p, n = D.shape
+        gram = np.zeros((p, p))
+        dots = np.zeros((p, 2))
+        missed = np.zeros(p, dtype=bool)
+        tiny = np.finfo(float).tiny
+        for a in range(0, n, CHUNK):
+            Dc = D[:, a : a + CHUNK]
+            vc, qc = v[a : a + CHUNK], q[a : a + CHUNK]
+            free = (qc > self.lo[a : a + CHUNK]) & (qc < self.hi[a : a + CHUNK]) & (vc > 0)
+            # log(max(q, tiny)) is finite; rows with mass where q = 0 are set to inf below.
+            dots[:, 0] += Dc @ np.log(np.maximum(qc, tiny))
+            dots[:, 1] += Dc @ free.astype(np.float64)
+            gram += (Dc * (free / np.maximum(vc, tiny))) @ Dc.T
+            zero = qc <= 0
+            if zero.any():
+                missed |= (Dc[:, zero] > 0).any(axis=1)
+        kl = self.neg_ent - dots[:, 0]
+        kl[missed] = np.inf
+        return kl, gram, dots[:, 1]
+
     def gate(self, point: _Point) -> np.ndarray:
-        return gate_from_q(point.q, self.P)
+        """The gate of :func:`theory.gates.gate_from_q`, from the hull's arg-min/arg-max."""
+        q, lo, hi = point.q, self.lo, self.hi
+        width = hi - lo
+        t = np.divide(q - lo, width, out=np.zeros_like(q), where=width > 0)
+        np.clip(t, 0.0, 1.0, out=t)
+        n, p = q.shape[0], self.D.shape[0]
+        gate = np.zeros((n, p))
+        rows = np.arange(min(CHUNK, n))
+        for a in range(0, n, CHUNK):
+            block = gate[a : a + CHUNK]
+            r = rows[: block.shape[0]]
+            block[r, self.kmin[a : a + CHUNK]] = 1.0 - t[a : a + CHUNK]
+            block[r, self.kmax[a : a + CHUNK]] += t[a : a + CHUNK]
+        return gate
 
 
 class _RestrictedFamily:
@@ -319,7 +369,6 @@ def solve_dual(
     p, n = D.shape
     prior = _as_prior(prior, p)
     if family == "full":
-        require_nonempty_G1(P)
         oracle = _FullFamily(D, P)
     else:
         labels, n_cells = family_cells(family, cells, n)
