@@ -79,14 +79,13 @@ def _hull_with_experts(P) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return lo, hi, kmin, kmax
 
 
-def _kl_rows(D, q, neg_ent) -> tuple[np.ndarray, np.ndarray]:
-    """``KL(D_k || q)`` for every row (``+inf`` where ``q`` misses D_k's support), and log q."""
+def _kl_rows(D, q, neg_ent) -> np.ndarray:
+    """``KL(D_k || q)`` for every row (``+inf`` where ``q`` misses D_k's support)."""
     zero = q <= 0
-    logq = np.log(q, out=np.zeros_like(q), where=~zero)
-    kl = neg_ent - D @ logq
+    kl = neg_ent - D @ np.log(q, out=np.zeros_like(q), where=~zero)
     if zero.any():
         kl[(D[:, zero] > 0).any(axis=1)] = np.inf
-    return kl, logq
+    return kl
 
 
 class _FullFamily:
@@ -176,10 +175,10 @@ class _RestrictedFamily:
 
     def __call__(self, lam) -> _Point:
         fit = fit_gate_weights(lam @ self.D, self.P, self.labels, self.n_cells, W0=self.W)
-        kl, _ = _kl_rows(self.D, fit.q, self.neg_ent)
-        finite = lam > 0
+        kl = _kl_rows(self.D, fit.q, self.neg_ent)
+        active = lam > 0
         # phi(lam) >= lam . KL(D || q_W) - (Frank-Wolfe gap of the inner problem).
-        lower = float(lam[finite] @ kl[finite]) - max(fit.fw_gap, 0.0)
+        lower = float(lam[active] @ kl[active]) - max(fit.fw_gap, 0.0)
         return _Point(lam=lam, lower=lower, kl=kl, q=fit.q, state={"W": fit.W, "inner_gap": fit.fw_gap})
 
     def accept(self, point: _Point) -> None:
@@ -375,54 +374,44 @@ def solve_dual(
         oracle = _RestrictedFamily(D, P, labels, n_cells)
 
     qp = _StepQP(prior)
-    lam = prior.feasible_point()
-    point = oracle(lam)
+    point = oracle(prior.feasible_point())
+    evaluations = 1
     best_low, best_up, up_value = point, point, prior.max_linear(point.kl)
     history = {"lower": [], "upper": [], "gap": [], "step": []}
     quasi_newton = point.hessian is None
-    B = None
+    if quasi_newton:
+        B = np.eye(p) * max(1.0, float(np.abs(_finite_gradient(point.kl)).max()))
     mu = 1e-8
     iterations = 0
-
-    def record(pt):
-        nonlocal best_low, best_up, up_value
-        if pt.lower > best_low.lower:
-            best_low = pt
-        value = prior.max_linear(pt.kl)
-        if value < up_value:
-            best_up, up_value = pt, value
-
-    for iterations in range(1, max_iter + 1):
-        if up_value - best_low.lower <= tol or p == 1:
-            iterations -= 1
-            break
+    while up_value - best_low.lower > tol and p > 1 and iterations < max_iter:
+        iterations += 1
         g = _finite_gradient(point.kl)
-        if quasi_newton:
-            if B is None:
-                B = np.eye(p) * max(1.0, float(np.abs(g).max()))
-            H = -B
-        else:
-            H = point.hessian
-        scale = max(1.0, float(np.trace(-H)) / p)
-        M = -H + mu * scale * np.eye(p)
-        accepted = None
+        H = -B if quasi_newton else point.hessian
+        M = -H + mu * max(1.0, float(np.trace(-H)) / p) * np.eye(p)
+        accepted, step = None, 0.0
         for d in qp(point.lam, g, M):
             slope = float(g @ d)
             step = 1.0
             while slope > 0 and step > 1e-10:
                 trial = oracle(point.lam + step * d)
-                record(trial)
+                evaluations += 1
+                # Every evaluated point certifies: keep the best lower and upper bounds.
+                if trial.lower > best_low.lower:
+                    best_low = trial
+                trial_up = prior.max_linear(trial.kl)
+                if trial_up < up_value:
+                    best_up, up_value = trial, trial_up
                 if trial.lower >= point.lower + 1e-4 * step * slope - _ROUNDING * abs(point.lower):
                     accepted = trial
                     break
                 step *= 0.5
             if accepted is not None:
                 break
+        history["lower"].append(best_low.lower)
+        history["upper"].append(up_value)
+        history["gap"].append(up_value - best_low.lower)
         history["step"].append(step if accepted is not None else 0.0)
         if accepted is None:
-            history["lower"].append(best_low.lower)
-            history["upper"].append(up_value)
-            history["gap"].append(up_value - best_low.lower)
             # No ascent at working precision: the certificate is the final word.
             break
         if quasi_newton:
@@ -430,9 +419,6 @@ def solve_dual(
             oracle.accept(accepted)
         mu = max(mu / 10, 1e-14) if step == 1.0 else min(mu * 10, 1e6)
         point = accepted
-        history["lower"].append(best_low.lower)
-        history["upper"].append(up_value)
-        history["gap"].append(up_value - best_low.lower)
 
     gap = up_value - best_low.lower
     result = SolverResult(
@@ -450,7 +436,7 @@ def solve_dual(
         solver="dual",
         tol=tol,
         history=history,
-        info={"family": family, "hessian": "bfgs" if quasi_newton else "exact"},
+        info={"family": family, "hessian": "bfgs" if quasi_newton else "exact", "evaluations": evaluations},
     )
     return result.warn_if_not_converged()
 
