@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import clarabel
 import numpy as np
 from scipy import sparse
-from scipy.linalg import null_space
 
 from theory.errors import EmptyGateSpaceError, InvalidOptionError, ShapeMismatchError
 from theory.gates import check_cells, pointwise_hull, require_nonempty_G1
@@ -235,8 +234,9 @@ class _CellStructure:
         bounds = np.searchsorted(labels[order], np.arange(n_cells + 1))
         self.members = [order[bounds[c] : bounds[c + 1]] for c in range(n_cells)]
         # Mass is sum_ck W_ck m_ck; it is implied by the row sums when m_ck does not
-        # depend on k (one cell, or experts that agree on every cell's mass).
-        self.mass_constrained = bool(np.ptp(self.masses, axis=1).max() > 1e-14)
+        # depend on k (one cell, or experts that agree on every cell's mass). A nearly
+        # redundant constraint would only add rounding noise (m_ck are sums of n terms).
+        self.mass_constrained = n_cells > 1 and bool(np.ptp(self.masses, axis=1).max() > 1e-12)
 
     def model(self, W) -> np.ndarray:
         return np.einsum("kn,nk->n", self.P, W[self.labels])
@@ -341,33 +341,40 @@ def _polished_step(G, blocks, W, S, cs: _CellStructure) -> np.ndarray | None:
 
     Near the optimum the Newton decrease (``~ gap^2``) is far below an interior-point
     solver's accuracy, so the QP only identifies the active bounds ``S_ck ~ 0``; the step
-    itself solves the equality-constrained Newton system (KKT) on that face by dense
-    linear algebra. Returns None when the step would leave the polytope.
+    itself solves the Newton system on that face. Each cell's row-sum constraint is
+    eliminated exactly (the last free weight absorbs the others), so the constraints hold
+    to the rounding of ``|d|`` rather than of the O(1) multipliers; the one global mass
+    constraint is then a scalar Schur complement over the per-cell reduced systems.
+    Returns None when the step would leave the polytope.
     """
     C, p = G.shape
-    active = S.ravel() <= 1e-9
-    free = ~active
-    H = sparse.block_diag(blocks).toarray()
-    eq = [np.kron(np.eye(C), np.ones((1, p)))]
+    active = S <= 1e-9
+    d = np.where(active, -W, 0.0)
+    parts = []
+    for c in range(C):
+        free = np.flatnonzero(~active[c])
+        if free.size == 0:
+            return None
+        pivot, rest = free[-1], free[:-1]
+        d[c, pivot] -= d[c].sum()
+        Z = np.vstack([np.eye(rest.size), -np.ones((1, rest.size))])
+        H = blocks[c][np.ix_(free, free)]
+        K = Z.T @ H @ Z
+        g = Z.T @ (G[c, free] + H @ d[c, free])
+        m = Z.T @ cs.masses[c, free]
+        solve = np.linalg.pinv(K, rcond=1e-13, hermitian=True) if rest.size else np.zeros((0, 0))
+        parts.append((free, Z, solve @ g, solve @ m, m))
+    beta = 0.0
     if cs.mass_constrained:
-        eq.append(cs.masses.reshape(1, -1))
-    E = np.vstack(eq)
-    d = np.zeros(C * p)
-    d[active] = -W.ravel()[active]
-    # Null-space method: the face's equality constraints hold to rounding of |d| (not
-    # of the O(1) multipliers, as a full KKT solve would give), which keeps the sign of
-    # the tiny predicted decrease meaningful.
-    Ef = E[:, free]
-    Z = null_space(Ef)
-    d_free = -np.linalg.pinv(Ef) @ (E[:, active] @ d[active])
-    if Z.shape[1]:
-        g_free = G.ravel()[free] + H[np.ix_(free, active)] @ d[active] + H[np.ix_(free, free)] @ d_free
-        reduced = Z.T @ H[np.ix_(free, free)] @ Z
-        d_free = d_free - Z @ np.linalg.lstsq(reduced, Z.T @ g_free, rcond=None)[0]
-    d[free] = d_free
-    if (W.ravel() + d < -1e-15).any():
+        shortfall = 1.0 - float((cs.masses * (W + d)).sum())
+        denom = sum(float(m @ b) for _, _, _, b, m in parts)
+        if denom > 0:
+            beta = -(shortfall + sum(float(m @ a) for _, _, a, _, m in parts)) / denom
+    for c, (free, Z, a, b, _) in enumerate(parts):
+        d[c, free] -= Z @ (a + beta * b)
+    if (W + d < -1e-15).any():
         return None
-    return d.reshape(C, p)
+    return d
 
 
 def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_iter: int = 100) -> GateWeightsFit:
