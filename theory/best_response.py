@@ -424,11 +424,12 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
                 continue
             slope = float((G * d).sum())
             step = 1.0
-            while step > 1e-12 and slope < 0:
+            # A slope of rounding size (e.g. a step that only restores the mass) is tried too.
+            while step > 1e-12 and slope < _ROUNDING * abs(f):
                 W_try = W + step * d
                 q_try = cs.model(W_try)
                 f_try = _objective(v, q_try)
-                if f_try <= f + 1e-4 * step * slope + _ROUNDING * abs(f):
+                if f_try <= f + 1e-4 * step * min(slope, 0.0) + _ROUNDING * abs(f):
                     accepted = True
                     break
                 step *= 0.5
