@@ -390,7 +390,8 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
     ``min <G, d> + 1/2 d' (H + mu I) d`` over the polytope with Clarabel, followed by a
     backtracking (Armijo) line search, with a Levenberg-Marquardt ``mu`` adapted to the
     step's success. It stops when the Frank-Wolfe gap ``<G, W> - min_S <G, S>`` (an
-    upper bound on the suboptimality, by convexity) is at most ``tol``.
+    upper bound on the suboptimality, by convexity) is at most ``tol``, or when three
+    steps have not shrunk it (its rounding floor; typically 1e-13..1e-11 nats).
 
     Returns
     -------
@@ -408,12 +409,15 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
         f = _objective(v, q)
     mu = 1e-10
     gap = float("inf")
+    gaps = []
     it = 0
     for it in range(1, max_iter + 1):
         r = np.divide(v, q, out=np.zeros_like(v), where=v > 0)
         G = -cs.cell_sums(P * r)
         gap = _fw_gap(G, W, cs)
-        if gap <= tol:
+        gaps.append(gap)
+        # Stop at the tolerance, or when three steps have not shrunk the gap (rounding floor).
+        if gap <= tol or (len(gaps) > 3 and gap >= gaps[-4]):
             break
         weight = np.divide(r, q, out=np.zeros_like(v), where=v > 0)
         blocks = [(P[:, idx] * weight[idx]) @ P[:, idx].T for idx in cs.members]
