@@ -180,8 +180,8 @@ def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:
     -------
     q : ndarray (n,)
         The gated model. For ``full`` it is exact up to rounding; for the restricted
-        families it is certified to ``fit_gate_weights``'s default tolerance (objective
-        within 1e-12 nats of the minimum).
+        families its objective is certified within ``fit_gate_weights``'s Frank-Wolfe
+        gap of the minimum (1e-12 nats, or the gap's rounding floor, ~1e-11).
     """
     D, P = as_instance(D, P)
     lam = as_weights(lam, D.shape[0])
