@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import cvxpy as cp
 import numpy as np
+import scipy.sparse as sp
+from scipy.special import rel_entr
 
 from theory.prior import PriorSet
 
@@ -22,8 +24,6 @@ def _model(P, cells):
     # q(x) = sum_k W[cell(x), k] P_k(x), built as a sparse linear map of vec(W).
     rows = np.repeat(np.arange(n), p)
     cols = (labels[:, None] * p + np.arange(p)[None, :]).ravel()
-    import scipy.sparse as sp
-
     M = sp.csr_matrix((P.T.ravel(), (rows, cols)), shape=(n, C * p))
     q = M @ cp.vec(W, order="C")
     return W, q, [cp.sum(W, axis=1) == 1, cp.sum(q) == 1]
@@ -32,7 +32,8 @@ def _model(P, cells):
 def robust_reference(D, P, *, cells=None, family="full", prior: PriorSet | None = None):
     """Robust value, q and lam* from Clarabel (``family`` "full" uses one cell per outcome).
 
-    Returns (value recomputed in numpy as max over Lambda of lam . KL(D || q), q, lam*).
+    Returns (value recomputed in numpy as max over Lambda of lam . KL(D || q), q, lam*,
+    Clarabel's own objective).
     """
     D = np.asarray(D, dtype=np.float64)
     P = np.asarray(P, dtype=np.float64)
@@ -68,8 +69,6 @@ def robust_reference(D, P, *, cells=None, family="full", prior: PriorSet | None 
     lam = np.asarray(epi[0].dual_value).ravel()
     lam = np.clip(lam, 0, None)
     lam /= lam.sum()
-    from scipy.special import rel_entr
-
     kl = rel_entr(D, np.clip(qv, 1e-300, None)).sum(axis=1)
     value = PriorSet(p).max_linear(kl) if prior is None else prior.max_linear(kl)
     return float(value), qv, lam, float(prob.value)
