@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import cvxpy as cp
 import numpy as np
@@ -47,6 +48,9 @@ class _GatedModel:
             self.lo, self.hi = lo, hi
             free = hi > lo
             self.free = np.flatnonzero(free)
+            if self.free.size == 0:
+                self.var, self.expr = None, cp.Constant(lo)
+                return
             self.var = cp.Variable(self.free.size)
             select = sp.csr_matrix(
                 (np.ones(self.free.size), (self.free, np.arange(self.free.size))), shape=(n, self.free.size)
@@ -77,10 +81,13 @@ class _GatedModel:
 
         Conic solvers return points feasible to about 1e-10; the full family is projected
         onto the hull cut by ``sum q = 1`` (:func:`project_capped_simplex`), gate weights
-        are clipped to be non-negative and renormalised. ``mass`` is ``sum q`` before the
-        final normalisation (only the partition family can miss one).
+        are clipped to be non-negative and renormalised, and a partition gate is moved
+        (by ~1e-10) to give mass one exactly. ``mass`` is ``sum q`` before that correction
+        (only the partition family can miss one).
         """
         if self.family == "full":
+            if self.var is None:
+                return self.lo.copy(), gate_from_q(self.lo, self.P), float(self.lo.sum())
             y = np.asarray(self.expr.value, dtype=np.float64)
             q = project_capped_simplex(y, self.lo, self.hi)
             return q, gate_from_q(q, self.P), float(q.sum())
@@ -90,10 +97,52 @@ class _GatedModel:
             return w @ self.P, constant_gate(w, self.P.shape[1]), 1.0
         W = np.maximum(np.asarray(self.var.value, dtype=np.float64), 0.0)
         W /= W.sum(axis=1, keepdims=True)
+        # Cell masses m[c, k] = P_k(cell c); the total mass W . m is linear in W. Restore
+        # mass one exactly by mixing in the gate that puts each cell's weight on its
+        # heaviest (mass too low) or lightest (too high) expert: sum_c max_k m >= 1 >= sum_c min_k m.
+        m = np.zeros_like(W)
+        np.add.at(m, self.cells, self.P.T)
+        mass = float((W * m).sum())
+        pick = m.argmax(axis=1) if mass < 1 else m.argmin(axis=1)
+        E = np.zeros_like(W)
+        E[np.arange(W.shape[0]), pick] = 1.0
+        mass_E = float((E * m).sum())
+        if mass != 1.0 and mass_E != mass:
+            step = (1.0 - mass) / (mass_E - mass)
+            W = (1 - step) * W + step * E
         gate = partition_gate(W, self.cells)
-        q = np.einsum("nk,kn->n", gate, self.P)
-        mass = float(q.sum())
-        return q / mass, gate, mass
+        return np.einsum("nk,kn->n", gate, self.P), gate, mass
+
+
+def _solve(problem, solver, solver_options):
+    """Solve ``problem``, trying the settings in turn; return (cvxpy status, settings used).
+
+    Stops at the first ``optimal`` status; otherwise falls back to the first setting that
+    gave ``optimal_inaccurate``. Raises :class:`SolverFailedError` when none did.
+    """
+    attempts = (solver_options,) if solver_options is not None else (CLARABEL_ATTEMPTS if solver == "CLARABEL" else ({},))
+    failure, inaccurate = "no attempt", None
+    for options in attempts:
+        try:
+            with warnings.catch_warnings():
+                # Reduced accuracy is reported through the result's status instead.
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                problem.solve(solver=solver, **options)
+        except cp.SolverError as exc:
+            failure = f"failed ({exc})"
+            continue
+        failure = f"returned status {problem.status!r}"
+        if problem.status == cp.OPTIMAL:
+            return problem.status, options
+        if problem.status == cp.OPTIMAL_INACCURATE and inaccurate is None:
+            inaccurate = options
+    if inaccurate is None:
+        raise SolverFailedError(f"cvxpy/{solver} {failure}; no solution to report")
+    if problem.status != cp.OPTIMAL_INACCURATE:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            problem.solve(solver=solver, **inaccurate)
+    return problem.status, inaccurate
 
 
 def solve_cvxpy(
@@ -206,32 +255,28 @@ def solve_cvxpy(
             epigraph = kls <= bound
         constraints.append(epigraph)
     problem = cp.Problem(cp.Minimize(objective), constraints)
-    attempts = (solver_options,) if solver_options is not None else (CLARABEL_ATTEMPTS if solver == "CLARABEL" else ({},))
-    failure = "no attempt"
-    for options in attempts:
-        try:
-            problem.solve(solver=solver, **options)
-        except cp.SolverError as exc:
-            failure = f"failed ({exc})"
-            continue
-        failure = f"returned status {problem.status!r}"
-        if problem.status == cp.OPTIMAL:
-            break
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        raise SolverFailedError(f"cvxpy/{solver} {failure}; no solution to report")
+    if family == "full" and model.free.size == 0:
+        # Every expert agrees on every outcome: the hull is one point and nothing is solved.
+        status_text, options, iterations, conic_value = "single point", {}, 0, math.nan
+    else:
+        status_text, options = _solve(problem, solver, solver_options)
+        iterations, conic_value = int(problem.solver_stats.num_iters or 0), float(problem.value)
 
     q, gate, mass = model.solution()
     kls_np = kl(D, q)
     if mixture is None:
-        lam = np.maximum(np.asarray(epigraph.dual_value, dtype=np.float64), 0.0)
-        lam = nearest_in_prior(prior, lam / lam.sum())
+        if status_text == "single point":
+            lam = prior.argmax_linear(kls_np)
+        else:
+            lam = np.maximum(np.asarray(epigraph.dual_value, dtype=np.float64), 0.0)
+            lam = nearest_in_prior(prior, lam / lam.sum())
         upper = prior.max_linear(kls_np)
         lower = dual_function(D, P, lam, family=family, cells=cells)[0]
     else:
         upper = kl(mix(lam, D), q)
         lower = kl(mix(lam, D), dual_function(D, P, lam, family=family, cells=cells)[1])
     gap = upper - lower
-    status = OPTIMAL if problem.status == cp.OPTIMAL else INACCURATE
+    status = INACCURATE if status_text == cp.OPTIMAL_INACCURATE else OPTIMAL
     if tol is not None and gap > tol:
         status = INACCURATE
     return SolverResult(
@@ -243,7 +288,7 @@ def solve_cvxpy(
         lower=lower,
         upper=upper,
         kl=kls_np,
-        iterations=int(problem.solver_stats.num_iters or 0),
+        iterations=iterations,
         seconds=time.perf_counter() - start,
         status=status,
         solver="cvxpy",
@@ -251,10 +296,10 @@ def solve_cvxpy(
         info={
             "family": family,
             "problem": "robust" if mixture is None else "fixed-mixture",
-            "cvxpy_status": problem.status,
+            "cvxpy_status": status_text,
             "conic_solver": solver,
-            "conic_objective": float(problem.value),
+            "conic_objective": conic_value,
             "solver_options": str(options),
-            "mass_before_normalisation": mass,
+            "mass_before_correction": mass,
         },
     )

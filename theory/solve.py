@@ -131,7 +131,8 @@ def solve_fixed_mixture(
         value = kl(target, q)
         # The Lagrangian of the mass constraint at the water level nu is minimised by the
         # water-fill itself, so the dual bound differs from the value by nu (sum q - 1) only.
-        lower = value + nu * (q.sum() - 1.0)
+        # When the hull is a single point nu is arbitrary and q is the only feasible point.
+        lower = value + nu * (q.sum() - 1.0) if (hi > lo).any() else value
         gate = gate_from_q(q, P)
     else:
         q = best_response(D, P, lam, family="constant")
