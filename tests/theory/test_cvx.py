@@ -14,9 +14,9 @@ from tests.theory.instances import instances, make_instance
 #: Certified gap that Clarabel reaches on these small instances (its interior-point
 #: duals leave ~1e-8 weight on domains below the max; measured up to 2e-8).
 CVX_GAP = 1e-7
-#: With identical experts the hull is one point and the gap is all dual inaccuracy
-#: (measured 1.6e-7 at n=40, p=4).
-CVX_GAP_IDENTICAL = 1e-6
+#: With identical or near-identical experts (the hull is, or nearly is, one point) the
+#: gap is all dual inaccuracy (measured 1.6e-7 and 2.4e-7 at n <= 40, p <= 4).
+CVX_GAP_DEGENERATE = 1e-6
 
 
 def check_invariants(res, D, P, prior=None, gap_tol=CVX_GAP):
@@ -44,7 +44,7 @@ def test_full_family_invariants(instance):
     # Clarabel reports reduced accuracy on some near-degenerate instances; the certificate
     # still has to hold.
     assert res.solver == "cvxpy" and res.status in ("optimal", "inaccurate")
-    check_invariants(res, D, P, gap_tol=CVX_GAP_IDENTICAL if kind == "identical" else CVX_GAP)
+    check_invariants(res, D, P, gap_tol=CVX_GAP if kind in ("overlapping", "disjoint") else CVX_GAP_DEGENERATE)
     assert np.isclose(res.value, res.kl.max(), rtol=0, atol=1e-15)
 
 
