@@ -32,9 +32,9 @@ CLARABEL_ATTEMPTS = (
 class _GatedModel:
     """The gated model ``q`` as an affine cvxpy expression of the gate-family variables.
 
-    Full family: ``q`` itself with ``l <= q <= u`` (n variables instead of the n x p
-    gate of DESIGN 2.3: every such ``q`` is realised by a gate, see
-    :func:`theory.gates.gate_from_q`); outcomes with ``l = u`` are constants.
+    Full family: ``q = l + (u - l) s`` with ``0 <= s <= 1``, one variable per outcome
+    with ``l < u`` instead of the n x p gate of DESIGN 2.3 (every ``q`` of the hull is
+    realised by a gate, see :func:`theory.gates.gate_from_q`).
     Constant family: ``q = P^T w`` with ``w`` in the simplex. Partition family:
     ``q(x) = sum_k W[c(x), k] P_k(x)`` with the rows of ``W`` (C x p) in the simplex.
     """
@@ -51,13 +51,13 @@ class _GatedModel:
             if self.free.size == 0:
                 self.var, self.expr = None, cp.Constant(lo)
                 return
-            self.var = cp.Variable(self.free.size)
-            select = sp.csr_matrix(
-                (np.ones(self.free.size), (self.free, np.arange(self.free.size))), shape=(n, self.free.size)
-            )
-            fixed = np.where(free, 0.0, lo)
-            self.expr = select @ self.var + fixed
-            self.constraints += [self.var >= lo[free], self.var <= hi[free], cp.sum(self.var) == 1 - fixed.sum()]
+            # q = l + (u - l) s with s in [0, 1]: boxes as narrow as 1e-9 (near-identical
+            # experts) stay well conditioned for the interior-point solver.
+            width = (hi - lo)[free]
+            self.var = cp.Variable(self.free.size, bounds=[0.0, 1.0])
+            scale = sp.csr_matrix((width, (self.free, np.arange(self.free.size))), shape=(n, self.free.size))
+            self.expr = scale @ self.var + lo
+            self.constraints += [width @ self.var == 1 - lo.sum()]
         elif family == "constant":
             self.var = cp.Variable(p, nonneg=True)
             self.expr = P.T @ self.var
@@ -107,8 +107,9 @@ class _GatedModel:
         E = np.zeros_like(W)
         E[np.arange(W.shape[0]), pick] = 1.0
         mass_E = float((E * m).sum())
-        if mass != 1.0 and mass_E != mass:
-            step = (1.0 - mass) / (mass_E - mass)
+        # Below rounding level the correction is itself rounding (and its step ill-posed).
+        if abs(1.0 - mass) > 1e-14:
+            step = min(max((1.0 - mass) / (mass_E - mass), 0.0), 1.0)
             W = (1 - step) * W + step * E
         gate = partition_gate(W, self.cells)
         return np.einsum("nk,kn->n", gate, self.P), gate, mass

@@ -156,7 +156,8 @@ def solve_fixed_point(
             seen[key] = t
 
         if t % record_every == 0 or t == iterations or cycle_length is not None:
-            lam_bar, q_bar = lam_sum / t, q_sum / t
+            # Clipping only undoes rounding of the average (it lies in the hull).
+            lam_bar, q_bar = lam_sum / t, np.clip(q_sum / t, lo, hi)
             for cand_lam, cand_q in ((lam_bar, q_bar), (lam_next, q_next)):
                 lower = dual_function(D, P, cand_lam)[0]
                 upper = prior.max_linear(kl(D, cand_q))
