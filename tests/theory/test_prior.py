@@ -1,6 +1,5 @@
 """Prior sets Lambda: linear maximisation, membership, and the projections used by the solvers."""
 
-import cvxpy as cp
 import numpy as np
 from hypothesis import given, settings, strategies as st
 from scipy.optimize import linprog
@@ -37,17 +36,24 @@ def test_greedy_argmax_matches_linear_program(case):
 @SETTINGS
 @given(box_priors())
 def test_kl_projection_is_optimal(case):
+    # KKT conditions of min KL(lam || y) over the box-capped simplex: lam = clip(s y, lo, hi)
+    # for one scalar s (Clarabel is only ~1e-5 accurate on this exponential-cone problem).
     prior, rng = case
     y = rng.dirichlet(np.ones(prior.p))
     lam = PriorProjector(prior)(y)
     assert prior.contains(lam, tol=1e-12)
-    x = cp.Variable(prior.p)
     lo, hi = prior.bounds()
-    cp.Problem(cp.Minimize(cp.sum(cp.kl_div(x, y))), [cp.sum(x) == 1, x >= lo, x <= hi]).solve(solver="CLARABEL")
+    inside = (lam > lo + 1e-12) & (lam < hi - 1e-12)
+    ratio = lam / y
+    if inside.any():
+        s = ratio[inside].mean()
+        assert np.allclose(ratio[inside], s, rtol=1e-10)
+        assert (s * y[lam <= lo + 1e-12] <= lo[lam <= lo + 1e-12] * (1 + 1e-10)).all()
+        assert (s * y[lam >= hi - 1e-12] >= hi[lam >= hi - 1e-12] * (1 - 1e-10)).all()
+    # Any other point of Lambda is further away in KL.
+    other = nearest_in_prior(prior, rng.dirichlet(np.ones(prior.p)))
     kl = lambda a: float(np.sum(a * np.log(np.maximum(a, 1e-300) / y)))  # noqa: E731
-    # Clarabel sits up to ~1e-10 outside the box, so its KL can be lower by ~1e-9.
-    assert kl(lam) <= kl(np.clip(x.value, 1e-300, None)) + 1e-8
-    assert np.allclose(lam, x.value, atol=1e-5)
+    assert kl(lam) <= kl(other) + 1e-12
 
 
 def test_polytope_projection_and_nearest_point():
