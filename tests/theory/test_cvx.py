@@ -14,9 +14,9 @@ from tests.theory.instances import instances, make_instance
 #: Certified gap that Clarabel reaches on these small instances (its interior-point
 #: duals leave ~1e-8 weight on domains below the max; measured up to 2e-8).
 CVX_GAP = 1e-7
-#: With identical or near-identical experts (the hull is, or nearly is, one point) the
-#: gap is all dual inaccuracy (measured 1.6e-7 and 2.4e-7 at n <= 40, p <= 4).
-CVX_GAP_DEGENERATE = 1e-6
+#: With near-identical experts (hull widths ~1e-9) Clarabel's duals are less accurate
+#: (measured gaps up to 5.9e-8 at n <= 500, p <= 5).
+CVX_GAP_DEGENERATE = 3e-7
 
 
 def check_invariants(res, D, P, prior=None, gap_tol=CVX_GAP):
