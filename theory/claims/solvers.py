@@ -19,14 +19,14 @@ SOLVER_TOL = 1e-9
 
 
 def robust(D, P, **options):
-    """``theory.solve_robust(D, P, **options)`` at :data:`SOLVER_TOL` (dual solver by default).
+    """``theory.solve.solve_robust(D, P, **options)`` at :data:`SOLVER_TOL` (dual solver by default).
 
     When the solver misses its tolerance the conic reference (``solver="cvxpy"``) is
     tried as well and the answer with the smaller certified gap is kept. Every check
     adds that gap to its tolerance, so tolerance warnings are not repeated here.
     """
     options.setdefault("tol", SOLVER_TOL)
-    solve = importlib.import_module("theory").solve_robust
+    solve = importlib.import_module("theory.solve").solve_robust
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ToleranceWarning)
         res = solve(D, P, **options)
@@ -45,16 +45,16 @@ def _nonnegative(q) -> np.ndarray:
 
 
 def fixed_mixture(D, P, lam, **options):
-    """``theory.solve_fixed_mixture``: ``min_{g} KL(D_lam || pi_g)`` over a gate family, certified."""
+    """``theory.solve.solve_fixed_mixture``: ``min_{g} KL(D_lam || pi_g)`` over a gate family, certified."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ToleranceWarning)
-        res = importlib.import_module("theory").solve_fixed_mixture(D, P, lam, **options)
+        res = importlib.import_module("theory.solve").solve_fixed_mixture(D, P, lam, **options)
     return dataclasses.replace(res, q=_nonnegative(res.q))
 
 
 def best_response(D, P, lam, **options):
-    """``theory.best_response``: the gated model minimising ``KL(D_lam || q)`` over G1."""
-    return _nonnegative(importlib.import_module("theory").best_response(D, P, lam, **options))
+    """``theory.best_response.best_response``: the gated model minimising ``KL(D_lam || q)`` over G1."""
+    return _nonnegative(importlib.import_module("theory.best_response").best_response(D, P, lam, **options))
 
 
 def fixed_point(D, P, **options):
