@@ -17,6 +17,7 @@ a Frank-Wolfe duality gap as the certified stopping rule (see :func:`fit_gate_we
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import clarabel
@@ -25,6 +26,7 @@ from scipy import sparse
 
 from theory.errors import EmptyGateSpaceError, InvalidOptionError, ShapeMismatchError
 from theory.gates import check_cells, pointwise_hull, require_nonempty_G1
+from theory.result import ToleranceWarning
 from theory.validation import as_instance, as_weights
 
 FAMILIES = ("full", "constant", "partition")
@@ -40,6 +42,8 @@ _BLOCK = 1 << 16
 #: objective; a step is then accepted when it does not increase the objective beyond
 #: rounding, and the Frank-Wolfe gap at the new point decides whether it helped.
 _ROUNDING = 4 * np.finfo(float).eps
+#: Below this relative Frank-Wolfe gap a stalled Newton iteration has reached its rounding floor.
+_STALL_GAP = 1e-8
 
 
 def water_fill(target, lo, hi, mass: float = 1.0, *, t0: float | None = None) -> tuple[np.ndarray, float]:
@@ -191,7 +195,15 @@ def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:
         lo, hi = pointwise_hull(P)
         return water_fill(v, lo, hi)[0]
     labels, n_cells = family_cells(family, cells, D.shape[1])
-    return fit_gate_weights(v, P, labels, n_cells).q
+    fit = fit_gate_weights(v, P, labels, n_cells)
+    if fit.fw_gap > _STALL_GAP * max(1.0, abs(fit.objective)):
+        warnings.warn(
+            f"restricted best response ({family}) stopped with Frank-Wolfe gap {fit.fw_gap:.3g} nats "
+            f"after {fit.iterations} iterations",
+            ToleranceWarning,
+            stacklevel=2,
+        )
+    return fit.q
 
 
 def family_cells(family: str, cells, n: int) -> tuple[np.ndarray, int]:
@@ -416,8 +428,11 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
         G = -cs.cell_sums(P * r)
         gap = _fw_gap(G, W, cs)
         gaps.append(gap)
-        # Stop at the tolerance, or when three steps have not shrunk the gap (rounding floor).
-        if gap <= tol or (len(gaps) > 3 and gap >= gaps[-4]):
+        # Stop at the tolerance, or at the rounding floor: three steps that did not shrink an
+        # already tiny gap. Far from the optimum the Frank-Wolfe gap is not monotone along
+        # Newton steps, so a stall there is no reason to stop.
+        stalled = len(gaps) > 3 and gap >= gaps[-4] and gap <= _STALL_GAP * max(1.0, abs(f))
+        if gap <= tol or stalled:
             break
         weight = np.divide(r, q, out=np.zeros_like(v), where=v > 0)
         blocks = [(P[:, idx] * weight[idx]) @ P[:, idx].T for idx in cs.members]
