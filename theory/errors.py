@@ -31,3 +31,7 @@ class InfeasibleLambdaError(InputError):
 
 class InvalidOptionError(InputError):
     """An option (solver name, gate family, tolerance...) has an unusable value."""
+
+
+class SolverFailedError(RuntimeError):
+    """A third-party solver returned no usable solution (infeasible, unbounded or error status)."""

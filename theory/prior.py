@@ -75,6 +75,8 @@ class PriorSet:
             b_eq=[1.0],
             bounds=list(zip(lo, hi)),
             method="highs",
+            # HiGHS's default feasibility tolerance (1e-7) would blur certificates at 1e-9 nats.
+            options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
         )
 
     def argmax_linear(self, c) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Timing and accuracy comparisons; each module prints a table and writes CSV."""

@@ -1,0 +1,163 @@
+"""Cached samples for the stochastic fit: expert log-probabilities, gate features, weights.
+
+A :class:`SampleSet` holds m samples x of one distribution (a domain ``D_k`` or an
+expert ``pi_k``): the (m x p) matrix ``log pi_j(x)`` of every expert's log-probability,
+the gate features of each sample, and optional non-negative weights. With weights
+``w`` the set stands for the distribution ``sum_i w_i delta_{x_i} / sum_i w_i``: an
+enumerated finite instance with ``w_i = D_k(x_i)`` then gives the exact population
+objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from theory.errors import InputError, InvalidDistributionError, ShapeMismatchError
+
+
+@dataclass
+class SampleSet:
+    """Samples of one distribution: ``logp`` (m x p), ``features`` (m x ...), ``weight`` (m,) or None."""
+
+    logp: torch.Tensor
+    features: torch.Tensor
+    weight: torch.Tensor | None = None
+
+    @property
+    def m(self) -> int:
+        return int(self.logp.shape[0])
+
+    @property
+    def p(self) -> int:
+        return int(self.logp.shape[1])
+
+    def probabilities(self) -> torch.Tensor:
+        """Per-sample weights normalised to sum one (uniform without weights), float64."""
+        if self.weight is None:
+            return torch.full((self.m,), 1.0 / self.m, dtype=torch.float64)
+        w = self.weight.to(torch.float64)
+        return w / w.sum()
+
+
+def sample_set(logp, features=None, weight=None, *, name: str = "samples") -> SampleSet:
+    """Validate and wrap cached expert log-probabilities as a :class:`SampleSet`.
+
+    ``logp`` must be a finite-or-minus-infinity (m x p) array: NaN and ``+inf`` are
+    rejected, and so is a sample to which every expert gives probability zero (its
+    gated log-likelihood is ``-inf`` whatever the gate). ``features`` default to
+    ``logp`` itself, with ``-inf`` replaced by the smallest finite log-probability of
+    the set so that a feature-reading gate sees finite inputs. Integer features are
+    kept as int64 (outcome ids or tokens for tabular and sequence gates).
+    """
+    lp = np.asarray(logp, dtype=np.float64)
+    if lp.ndim != 2 or lp.shape[0] == 0 or lp.shape[1] == 0:
+        raise ShapeMismatchError(f"{name}: log-probabilities must be a non-empty (m x p) array, got shape {lp.shape}")
+    bad = np.isnan(lp) | (lp == np.inf)
+    if bad.any():
+        i, k = np.argwhere(bad)[0]
+        raise InvalidDistributionError(f"{name}: sample {i}, expert {k} has log-probability {lp[i, k]} (NaN or +inf)")
+    dead = np.isneginf(lp).all(axis=1)
+    if dead.any():
+        raise InvalidDistributionError(
+            f"{name}: sample {int(np.flatnonzero(dead)[0])} has log-probability -inf under every expert"
+        )
+    if features is None:
+        finite = lp[np.isfinite(lp)]
+        feats = np.where(np.isfinite(lp), lp, finite.min() if finite.size else 0.0)
+    else:
+        feats = np.asarray(features)
+        if feats.shape[0] != lp.shape[0]:
+            raise ShapeMismatchError(
+                f"{name}: features have {feats.shape[0]} rows but the log-probabilities have {lp.shape[0]}"
+            )
+        if np.issubdtype(feats.dtype, np.floating) and not np.isfinite(feats).all():
+            i = int(np.flatnonzero(~np.isfinite(feats.reshape(len(feats), -1)).all(axis=1))[0])
+            raise InvalidDistributionError(f"{name}: features of sample {i} are NaN or infinite")
+    feat_t = torch.as_tensor(np.ascontiguousarray(feats))
+    feat_t = feat_t.long() if not torch.is_floating_point(feat_t) else feat_t.double()
+    w_t = None
+    if weight is not None:
+        w = np.asarray(weight, dtype=np.float64)
+        if w.shape != (lp.shape[0],):
+            raise ShapeMismatchError(f"{name}: weights must have shape ({lp.shape[0]},), got {w.shape}")
+        if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise InvalidDistributionError(f"{name}: weights must be finite, non-negative and not all zero")
+        w_t = torch.as_tensor(w)
+    return SampleSet(torch.as_tensor(lp), feat_t, w_t)
+
+
+def check_sets(sets: list[SampleSet], name: str, p: int | None = None) -> int:
+    """Check that ``sets`` holds one set per expert with a common p and feature shape; return p."""
+    if not sets:
+        raise InputError(f"no {name} given")
+    p = sets[0].p if p is None else p
+    for k, s in enumerate(sets):
+        if s.p != p:
+            raise ShapeMismatchError(f"{name} {k}: log-probabilities have {s.p} expert columns, expected p={p}")
+        if s.features.shape[1:] != sets[0].features.shape[1:] or s.features.dtype != sets[0].features.dtype:
+            raise ShapeMismatchError(
+                f"{name} {k}: features of shape {tuple(s.features.shape[1:])} ({s.features.dtype}) differ from "
+                f"those of {name} 0 ({tuple(sets[0].features.shape[1:])}, {sets[0].features.dtype})"
+            )
+    if len(sets) != p:
+        raise ShapeMismatchError(f"{len(sets)} {name} given for p={p} experts: expected one per expert")
+    return p
+
+
+def load_npz(path) -> tuple[list[SampleSet], list[SampleSet] | None]:
+    """Read cached log-probabilities from ``path`` (the CLI's DATA.npz format).
+
+    For each domain k = 0..p-1: ``logp_k`` (m_k x p) and optional ``feat_k`` (m_k x d)
+    and ``weight_k`` (m_k,); for the unbiased Z estimators, optionally for every expert
+    k: ``expert_logp_k``, ``expert_feat_k``, ``expert_weight_k``. Returns the domain
+    sets and the expert sets (None when the file holds no expert samples).
+    """
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"data file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"data file {path} is not a readable .npz archive ({exc})") from None
+    keys = set(data.files)
+
+    def domains_of(prefix: str) -> list[int]:
+        ids = []
+        for key in keys:
+            head, _, tail = key.rpartition("_")
+            if head == prefix and tail.isdigit():
+                ids.append(int(tail))
+        return sorted(ids)
+
+    ids = domains_of("logp")
+    if not ids:
+        raise InputError(f"{path}: no arrays named logp_0, logp_1, ... (one per domain)")
+    missing = sorted(set(range(max(ids) + 1)) - set(ids))
+    if missing:
+        raise InputError(f"{path}: domain {missing[0]} is missing (no logp_{missing[0]})")
+
+    def read(prefix: str, k: int, label: str) -> SampleSet:
+        return sample_set(
+            data[f"{prefix}logp_{k}"],
+            data[f"{prefix}feat_{k}"] if f"{prefix}feat_{k}" in keys else None,
+            data[f"{prefix}weight_{k}"] if f"{prefix}weight_{k}" in keys else None,
+            name=f"{label} {k}",
+        )
+
+    domains = [read("", k, "domain") for k in ids]
+    p = check_sets(domains, "domains")
+    expert_ids = domains_of("expert_logp")
+    if not expert_ids:
+        return domains, None
+    missing = sorted(set(range(p)) - set(expert_ids))
+    if missing or len(expert_ids) != p:
+        k = missing[0] if missing else max(expert_ids)
+        raise InputError(f"{path}: expert samples must be given for every expert 0..{p - 1}; expert_logp_{k} is "
+                         f"{'missing' if missing else 'extra'}")
+    experts = [read("expert_", k, "expert samples") for k in range(p)]
+    check_sets(experts, "expert samples", p)
+    if experts[0].features.shape[1:] != domains[0].features.shape[1:]:
+        raise ShapeMismatchError("expert-sample features and domain features have different shapes")
+    return domains, experts

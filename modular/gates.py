@@ -1,0 +1,158 @@
+"""Gate networks ``g_theta(x) = softmax(f_theta(x))`` over p frozen experts.
+
+Every gate is a ``torch.nn.Module`` whose ``forward(features)`` returns the (B x p) gate
+logits ``f_theta(x)``; the gated model is never formed in probability space:
+``log pi_g(x) = logsumexp_k(log_softmax(f(x))_k + log pi_k(x))`` (:func:`gated_log_prob`).
+
+What a gate reads (its "features") depends on the gate:
+
+- :class:`TabularGate`: integer outcome ids, one free logit vector per outcome;
+- :class:`LinearGate`, :class:`MLPGate`: float feature vectors, by default the vector of
+  the experts' log-probabilities of x (the Bayes-posterior gate ``softmax(log pi_k(x) +
+  b_k)`` is then a linear gate);
+- :class:`CausalSequenceGate`: token-id sequences (B x T), read causally.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from theory.errors import InvalidOptionError, ShapeMismatchError
+
+GATE_KINDS = ("tabular", "linear", "mlp", "sequence")
+
+
+def gated_log_prob(gate_logits: torch.Tensor, expert_logp: torch.Tensor) -> torch.Tensor:
+    """Log-likelihood of the gated model, ``log sum_k g(x,k) pi_k(x)`` with ``g = softmax(f)``.
+
+    Parameters
+    ----------
+    gate_logits : (..., p) tensor
+        ``f_theta(x)``.
+    expert_logp : (..., p) tensor
+        ``log pi_k(x)``; ``-inf`` (the expert gives x no mass) is allowed.
+
+    Returns
+    -------
+    (...) tensor of ``log pi_g(x)``.
+    """
+    return torch.logsumexp(torch.log_softmax(gate_logits, dim=-1) + expert_logp, dim=-1)
+
+
+class _Standardise(nn.Module):
+    """Fixed affine map ``(z - mean) / std`` whose statistics travel with the state dict.
+
+    A constant feature (``std`` zero) is only centred.
+    """
+
+    def __init__(self, d: int, mean=None, std=None):
+        super().__init__()
+        mean = torch.zeros(d) if mean is None else torch.as_tensor(mean).reshape(d)
+        std = torch.ones(d) if std is None else torch.as_tensor(std).reshape(d)
+        self.register_buffer("mean", mean.clone().to(torch.get_default_dtype()))
+        std = std.clone().to(torch.get_default_dtype())
+        self.register_buffer("std", torch.where(std > 1e-12, std, torch.ones_like(std)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.mean) / self.std
+
+
+class TabularGate(nn.Module):
+    """``f_theta(x) = theta[x]``: a free logit vector for each of n outcome ids.
+
+    The gate family is then all of G1's per-outcome simplices, so on an enumerated finite
+    instance the fit solves the same problem as the exact solvers of ``theory``.
+    Initialised at zero (the uniform gate).
+    """
+
+    def __init__(self, n_outcomes: int, p: int):
+        super().__init__()
+        self.n_outcomes, self.p = int(n_outcomes), int(p)
+        self.logits = nn.Parameter(torch.zeros(self.n_outcomes, self.p))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.logits[ids.reshape(-1).long()]
+
+
+class LinearGate(nn.Module):
+    """``f_theta(z) = W (z - mean)/std + b`` on a d-dimensional feature vector z."""
+
+    def __init__(self, d: int, p: int, *, mean=None, std=None):
+        super().__init__()
+        self.d, self.p = int(d), int(p)
+        self.standardise = _Standardise(self.d, mean, std)
+        self.linear = nn.Linear(self.d, self.p)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.standardise(z))
+
+
+class MLPGate(nn.Module):
+    """``f_theta(z)`` = a small MLP (GELU hidden layers) on standardised features z."""
+
+    def __init__(self, d: int, p: int, *, hidden: int = 64, depth: int = 2, mean=None, std=None):
+        super().__init__()
+        self.d, self.p = int(d), int(p)
+        self.standardise = _Standardise(self.d, mean, std)
+        layers: list[nn.Module] = []
+        width = self.d
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.GELU()]
+            width = hidden
+        layers.append(nn.Linear(width, self.p))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.standardise(z))
+
+
+class CausalSequenceGate(nn.Module):
+    """A tiny causal model over token ids (embedding + GRU) that outputs gate logits.
+
+    ``forward(tokens)`` gives the logits for the whole sequence (from the state after the
+    last token): a gate ``g(x, .)`` for sequences x. ``prefix_logits(tokens)`` gives, for
+    every position t, logits that depend on ``x_<t`` only (a begin-of-sequence token is
+    prepended and the sequence shifted right): a causal router ``gamma(x_<t, .)``.
+    """
+
+    def __init__(self, vocab: int, p: int, *, embed: int = 16, hidden: int = 32):
+        super().__init__()
+        self.vocab, self.p = int(vocab), int(p)
+        self.bos = self.vocab
+        self.embed = nn.Embedding(self.vocab + 1, embed)
+        self.rnn = nn.GRU(embed, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, self.p)
+
+    def _states(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = tokens.long()
+        if tokens.ndim != 2:
+            raise ShapeMismatchError(f"sequence gate expects (batch x T) token ids, got shape {tuple(tokens.shape)}")
+        bos = torch.full_like(tokens[:, :1], self.bos)
+        out, _ = self.rnn(self.embed(torch.cat([bos, tokens], dim=1)))
+        return out
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self._states(tokens)[:, -1])
+
+    def prefix_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B x T x p) logits; entry t depends on ``tokens[:, :t]`` only."""
+        return self.head(self._states(tokens)[:, :-1])
+
+
+def make_gate(kind: str, p: int, *, n_outcomes: int | None = None, d: int | None = None,
+              vocab: int | None = None, mean=None, std=None, hidden: int = 64) -> nn.Module:
+    """Build a gate by name (one of :data:`GATE_KINDS`) with the size it needs."""
+    if kind == "tabular":
+        if n_outcomes is None:
+            raise InvalidOptionError("gate 'tabular' needs n_outcomes (the number of integer outcome ids)")
+        return TabularGate(n_outcomes, p)
+    if kind == "linear":
+        return LinearGate(d, p, mean=mean, std=std)
+    if kind == "mlp":
+        return MLPGate(d, p, hidden=hidden, mean=mean, std=std)
+    if kind == "sequence":
+        if vocab is None:
+            raise InvalidOptionError("gate 'sequence' needs vocab (the number of token ids)")
+        return CausalSequenceGate(vocab, p)
+    raise InvalidOptionError(f"unknown gate {kind!r}; choose one of {', '.join(GATE_KINDS)}")

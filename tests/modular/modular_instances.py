@@ -1,0 +1,70 @@
+"""Small finite instances and exact references shared by the modular tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modular.data import sample_set
+from theory.divergences import entropy
+
+
+def finite_instance(n: int, p: int, seed: int, *, overlap: float = 0.5):
+    """Domains D and overlapping experts P (both p x n) with full support.
+
+    Domain k is a Dirichlet draw concentrated on its own block of outcomes; expert k
+    mixes its domain with a shared random distribution (weight ``overlap``), so experts
+    overlap and differ from their domains.
+    """
+    rng = np.random.default_rng(seed)
+    blocks = np.array_split(np.arange(n), p)
+    D = np.full((p, n), 0.02)
+    for k, b in enumerate(blocks):
+        D[k, b] += rng.dirichlet(np.ones(len(b))) * 3
+    D /= D.sum(axis=1, keepdims=True)
+    shared = rng.dirichlet(np.ones(n))
+    P = (1 - overlap) * (0.7 * D + 0.3 * rng.dirichlet(np.ones(n), size=p)) + overlap * shared
+    P /= P.sum(axis=1, keepdims=True)
+    return D, P
+
+
+def enumerated_sets(D, P):
+    """Weighted SampleSets enumerating every outcome: domain sets and expert sets."""
+    p, n = D.shape
+    logp = np.log(P).T
+    ids = np.arange(n)
+    domains = [sample_set(logp, ids, D[k], name=f"domain {k}") for k in range(p)]
+    experts = [sample_set(logp, ids, P[k], name=f"expert {k}") for k in range(p)]
+    return domains, experts
+
+
+def entropies(D):
+    return np.asarray(entropy(D), dtype=np.float64)
+
+
+def tabular_q(gate_logits, P):
+    """The gated model q(x) = sum_k softmax(logits)(x,k) P[k, x] of a tabular gate."""
+    g = np.exp(gate_logits - gate_logits.max(axis=1, keepdims=True))
+    g /= g.sum(axis=1, keepdims=True)
+    return np.einsum("nk,kn->n", g, P)
+
+
+def robust_reference(D, P, *, offsets=None, lam_bounds=None):
+    """Exact ``min_{q in hull, sum q = 1} max_{lam in Lambda} sum_k lam_k (KL(D_k || q) - offsets_k)`` by cvxpy.
+
+    Lambda is the simplex, optionally with box bounds (lo, hi); the inner maximum is
+    replaced by its LP dual ``min nu + hi.a - lo.b`` s.t. ``c_k <= nu + a_k - b_k``.
+    Returns (value, lam, q); lam are the normalised duals of the per-domain constraints.
+    """
+    import cvxpy as cp
+
+    p, n = D.shape
+    off = np.zeros(p) if offsets is None else np.asarray(offsets, dtype=float)
+    lo, hi = (np.zeros(p), np.ones(p)) if lam_bounds is None else map(np.asarray, lam_bounds)
+    q, nu = cp.Variable(n), cp.Variable()
+    a, b = cp.Variable(p, nonneg=True), cp.Variable(p, nonneg=True)
+    cons = [cp.sum(cp.rel_entr(D[k], q)) - off[k] <= nu + a[k] - b[k] for k in range(p)]
+    prob = cp.Problem(cp.Minimize(nu + hi @ a - lo @ b), cons + [q >= P.min(0), q <= P.max(0), cp.sum(q) == 1])
+    prob.solve(solver=cp.CLARABEL)
+    assert prob.status == cp.OPTIMAL
+    lam = np.array([c.dual_value for c in cons]).ravel()
+    return float(prob.value), lam / lam.sum(), np.asarray(q.value)
