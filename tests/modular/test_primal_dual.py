@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modular import TabularGate, fit_robust_gate, project_capped_simplex
+from modular import TabularGate, fit_robust_gate, kl_project_capped_simplex
 from modular.z_estimators import BiasedEstimatorWarning
 from tests.modular.modular_instances import entropies, enumerated_sets, finite_instance, robust_reference, tabular_q
 from theory.divergences import kl
@@ -119,7 +119,7 @@ def test_projection_is_the_kl_projection_onto_the_capped_simplex():
         v = rng.dirichlet(np.ones(4))
         lo = np.array([0.05, 0.0, 0.3, 0.0])
         hi = np.array([0.2, 1.0, 1.0, 0.25])
-        lam = project_capped_simplex(torch.tensor(v), torch.tensor(lo), torch.tensor(hi)).numpy()
+        lam = kl_project_capped_simplex(torch.tensor(v), torch.tensor(lo), torch.tensor(hi)).numpy()
         ref = minimize(lambda x: np.sum(x * np.log(x / v)), x0=np.clip(np.full(4, 0.25), lo + 1e-9, hi),
                        bounds=list(zip(np.maximum(lo, 1e-12), hi)), constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1}],
                        method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
@@ -241,11 +241,11 @@ def test_projection_properties(p, seed):
     v = rng.dirichlet(np.ones(p) * 0.5) + 1e-12
     lo = rng.uniform(0, 1 / p, size=p) * rng.integers(0, 2, size=p)
     hi = np.maximum(lo, rng.uniform(1 / p, 1, size=p))
-    lam = project_capped_simplex(torch.tensor(v), torch.tensor(lo), torch.tensor(hi)).numpy()
+    lam = kl_project_capped_simplex(torch.tensor(v), torch.tensor(lo), torch.tensor(hi)).numpy()
     assert abs(lam.sum() - 1) < 1e-9 and np.all(lam >= lo - 1e-15) and np.all(lam <= hi + 1e-15)
     free = (lam > lo + 1e-9) & (lam < hi - 1e-9)
     if free.sum() > 1:
         ratio = lam[free] / v[free]
         assert np.ptp(ratio) < 1e-6 * ratio.max()
-    again = project_capped_simplex(torch.tensor(lam), torch.tensor(lo), torch.tensor(hi)).numpy()
+    again = kl_project_capped_simplex(torch.tensor(lam), torch.tensor(lo), torch.tensor(hi)).numpy()
     np.testing.assert_allclose(again, lam, atol=1e-9)
