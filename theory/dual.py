@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights, water_fill_with_totals
 from theory.errors import InvalidOptionError, ShapeMismatchError
-from theory.gates import MEMBERSHIP_TOL, constant_gate, partition_gate, require_nonempty_G1
+from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, pointwise_hull, require_nonempty_G1
 from theory.prior import PriorSet
 from theory.result import NOT_CONVERGED, OPTIMAL, SolverResult
 from theory.validation import as_instance
@@ -64,24 +64,6 @@ def _neg_entropies(D) -> np.ndarray:
     return out
 
 
-def _hull_with_experts(P) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pointwise hull ``l = min_k P_k``, ``u = max_k P_k`` and the (first) arg-min/arg-max.
-
-    A pass per expert row: reductions along the short axis of a (p x n) C-ordered array
-    are several times slower in numpy.
-    """
-    p, n = P.shape
-    index = np.int8 if p <= 127 else np.intp
-    lo, hi = P[0].copy(), P[0].copy()
-    kmin, kmax = np.zeros(n, dtype=index), np.zeros(n, dtype=index)
-    for k in range(1, p):
-        np.copyto(kmin, k, where=P[k] < lo)
-        np.minimum(lo, P[k], out=lo)
-        np.copyto(kmax, k, where=P[k] > hi)
-        np.maximum(hi, P[k], out=hi)
-    return lo, hi, kmin, kmax
-
-
 def _kl_rows(D, q, neg_ent) -> np.ndarray:
     """``KL(D_k || q)`` for every row (``+inf`` where ``q`` misses D_k's support)."""
     zero = q <= 0
@@ -95,8 +77,8 @@ class _FullFamily:
     """Dual oracle for the full gate space: water-filling best response, exact Hessian."""
 
     def __init__(self, D, P):
-        self.D = D
-        self.lo, self.hi, self.kmin, self.kmax = _hull_with_experts(P)
+        self.D, self.P = D, P
+        self.lo, self.hi = pointwise_hull(P)
         self.neg_ent = _neg_entropies(D)
         self.sums = (float(self.lo.sum()), float(self.hi.sum()))
         if self.sums[0] > 1 + MEMBERSHIP_TOL or self.sums[1] < 1 - MEMBERSHIP_TOL:
@@ -149,20 +131,8 @@ class _FullFamily:
         return kl, gram, dots[:, 1]
 
     def gate(self, point: _Point) -> np.ndarray:
-        """The gate of :func:`theory.gates.gate_from_q`, from the hull's arg-min/arg-max."""
-        q, lo, hi = point.q, self.lo, self.hi
-        width = hi - lo
-        t = np.divide(q - lo, width, out=np.zeros_like(q), where=width > 0)
-        np.clip(t, 0.0, 1.0, out=t)
-        n, p = q.shape[0], self.D.shape[0]
-        gate = np.zeros((n, p))
-        rows = np.arange(min(CHUNK, n))
-        for a in range(0, n, CHUNK):
-            block = gate[a : a + CHUNK]
-            r = rows[: block.shape[0]]
-            block[r, self.kmin[a : a + CHUNK]] = 1.0 - t[a : a + CHUNK]
-            block[r, self.kmax[a : a + CHUNK]] += t[a : a + CHUNK]
-        return gate
+        """A gate realising the best response ``q`` (:func:`theory.gates.gate_from_q`)."""
+        return gate_from_q(point.q, self.P)
 
 
 class _RestrictedFamily:
