@@ -26,8 +26,9 @@ from scipy.linalg import null_space
 from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights, water_fill_with_totals
-from theory.errors import InvalidOptionError, ShapeMismatchError
+from theory.errors import InvalidOptionError
 from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, pointwise_hull, require_nonempty_G1
+from theory.options import as_prior, check_family
 from theory.prior import PriorSet
 from theory.result import NOT_CONVERGED, OPTIMAL, SolverResult
 from theory.validation import as_instance
@@ -252,16 +253,6 @@ class _StepQP:
         return x
 
 
-def _as_prior(prior, p: int) -> PriorSet:
-    if prior is None:
-        return PriorSet(p)
-    if not isinstance(prior, PriorSet):
-        raise InvalidOptionError(f"prior must be a theory.PriorSet or None, got {type(prior).__name__}")
-    if prior.p != p:
-        raise ShapeMismatchError(f"prior set is for p={prior.p} domains, the instance has p={p}")
-    return prior
-
-
 def _finite_gradient(kl) -> np.ndarray:
     """Replace infinite KLs (domains the model misses) by a dominant finite gradient.
 
@@ -339,15 +330,12 @@ def solve_dual(
 
 
 def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> SolverResult:
-    if validate:
-        D, P = as_instance(D, P)
-    else:
-        D = np.asarray(D, dtype=np.float64)
-        P = np.asarray(P, dtype=np.float64)
+    D, P = as_instance(D, P, check=validate)
     if not tol > 0:
         raise InvalidOptionError(f"tol must be positive, got {tol!r}")
     p, n = D.shape
-    prior = _as_prior(prior, p)
+    check_family(family, cells, n)
+    prior = as_prior(prior, p)
     if family == "full":
         oracle = _FullFamily(D, P)
     else:

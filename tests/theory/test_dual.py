@@ -197,6 +197,7 @@ def test_not_converged_when_iterations_run_out():
     "kwargs, error, match",
     [
         (dict(family="tree"), InvalidOptionError, "unknown gate family"),
+        (dict(family="constant", cells=[0, 1, 0, 1]), InvalidOptionError, "cells were given"),
         (dict(tol=0.0), InvalidOptionError, "tol must be positive"),
         (dict(prior=PriorSet(3)), ShapeMismatchError, "p=3"),
         (dict(prior=[0.5, 0.5]), InvalidOptionError, "PriorSet"),
