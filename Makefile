@@ -33,7 +33,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -q
 
 reproduce: $(STAMP)
-	$(BIN)/python -m figures --profile $(PROFILE)
+	$(BIN)/python -m figures --profile $(PROFILE) --jobs $(JOBS)
 
 benchmark: $(STAMP)
 	$(BIN)/python -m benchmarks.exact_solvers

@@ -1,0 +1,58 @@
+"""Numerical audit of the paper's claims: every bound against the true quantity, with a verdict.
+
+``python -m theory claims [--quick] [--json] [--out report.md]`` runs the audit over
+random instances of every regime and writes a table of verdicts (holds / violated /
+needs-assumption) with the smallest counterexample of every finding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from theory.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the ``claims`` subcommand."""
+    parser.add_argument("--quick", action="store_true", help="small instance grid (under a minute on 2 cores)")
+    parser.add_argument("--json", action="store_true", help="print the JSON report instead of the markdown table")
+    parser.add_argument("--out", type=Path, help="write the markdown report here (and the JSON next to it)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--only", nargs="+", metavar="ID", help="audit only these claim ids")
+    parser.add_argument("--jobs", type=int, default=2, help="claims audited in parallel processes (default 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the audit; print the report; exit 0 (findings are results), 2 on bad options."""
+    from theory.claims.audit import run_audit
+    from theory.claims.profiles import get_profile
+    from theory.claims.report import environment, to_json, to_markdown
+
+    try:
+        if args.jobs < 1:
+            raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+        profile = get_profile("quick" if args.quick else "thorough")
+        outcomes = run_audit(profile, args.seed, args.only, jobs=args.jobs)
+    except InputError as exc:
+        print(f"theory claims: error: {exc}", file=sys.stderr)
+        return 2
+    env = environment(args.seed, profile.name)
+    markdown, js = to_markdown(outcomes, env), to_json(outcomes, env)
+    if args.out:
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(markdown)
+            args.out.with_suffix(".json").write_text(js)
+        except OSError as exc:
+            print(f"theory claims: error: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr)
+            return 2
+    print(js if args.json else markdown)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m theory.claims", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,195 @@
+"""Thms 17-18, structural distillation, on an enumerable n-gram (bigram) instance.
+
+Outcomes are all sequences of length T over a vocabulary of size V (n = V^T), in
+lexicographic order, so the prefix of length t of sequence number i is ``i // V^(T-t)``.
+A gate ``g(x, k)`` on whole sequences gives the joint ``J(x, k) = g(x, k) pi_k(x)``. A
+causal router ``gamma_t(k | x_<t)`` gives the routed model
+``r_gamma(x) = prod_t sum_k gamma_t(k | x_<t) pi_k(x_t | x_<t)``; the Bayes router is the
+posterior ``gamma*_t(k | x_<t) = J(x_<t, k) / pi_g(x_<t)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import rel_entr
+
+from theory.claims import solvers
+from theory.claims.monolithic import mixture_mle
+from theory.claims.record import ABS_TOL, EQUAL, UPPER, Check
+from theory.divergences import kl
+from theory.gates import constant_gate
+
+
+@dataclass(frozen=True)
+class BigramInstance:
+    """p bigram domains and p bigram experts on sequences of length T over V symbols.
+
+    ``init`` arrays are (p x V), ``trans`` arrays (p x V x V) with rows summing to one.
+    """
+
+    V: int
+    T: int
+    domain_init: np.ndarray
+    domain_trans: np.ndarray
+    expert_init: np.ndarray
+    expert_trans: np.ndarray
+
+    @property
+    def sequences(self) -> np.ndarray:
+        """All V^T sequences (n x T), lexicographic."""
+        return np.indices((self.V,) * self.T).reshape(self.T, -1).T
+
+    def conditionals(self, init, trans) -> np.ndarray:
+        """``pi_k(x_t | x_<t)`` for every chain k, sequence x and step t: (p x n x T)."""
+        X = self.sequences
+        first = init[:, X[:, 0]][:, :, None]
+        rest = trans[:, X[:, :-1], X[:, 1:]]
+        return np.concatenate([first, rest], axis=2)
+
+    def distributions(self, init, trans) -> np.ndarray:
+        """The sequence distributions (p x n), products of conditionals in log space."""
+        with np.errstate(divide="ignore"):
+            return np.exp(np.log(self.conditionals(init, trans)).sum(axis=2))
+
+    @property
+    def D(self) -> np.ndarray:
+        return self.distributions(self.domain_init, self.domain_trans)
+
+    @property
+    def P(self) -> np.ndarray:
+        return self.distributions(self.expert_init, self.expert_trans)
+
+
+def conflict_instance(V: int, T: int, noise: float, smoothing: float, rng) -> BigramInstance:
+    """The paper's conflict task with two domains (``x+1`` and ``x-1`` mod V) plus noise.
+
+    Experts are the domain chains smoothed towards random transition rows by ``smoothing``.
+    """
+    eye = np.eye(V)
+    up = (1 - noise) * np.roll(eye, 1, axis=1) + noise / V
+    down = (1 - noise) * np.roll(eye, -1, axis=1) + noise / V
+    trans = np.stack([up, down])
+    init = np.full((2, V), 1.0 / V)
+    noise_rows = rng.dirichlet(np.ones(V), size=(2, V))
+    expert_trans = (1 - smoothing) * trans + smoothing * noise_rows
+    expert_init = (1 - smoothing) * init + smoothing * rng.dirichlet(np.ones(V), size=2)
+    return BigramInstance(V, T, init, trans, expert_init, expert_trans)
+
+
+def random_bigram_instance(p: int, V: int, T: int, smoothing: float, rng) -> BigramInstance:
+    """p random bigram domains (Dirichlet rows) and smoothed experts."""
+    trans = rng.dirichlet(np.full(V, 0.5), size=(p, V))
+    init = rng.dirichlet(np.ones(V), size=p)
+    expert_trans = (1 - smoothing) * trans + smoothing * rng.dirichlet(np.ones(V), size=(p, V))
+    expert_init = (1 - smoothing) * init + smoothing * rng.dirichlet(np.ones(V), size=p)
+    return BigramInstance(V, T, init, trans, expert_init, expert_trans)
+
+
+def prefix_marginals(weights, V: int, T: int, t: int) -> np.ndarray:
+    """Sum of ``weights`` (n x ...) over sequences sharing each prefix of length t: (V^t x ...)."""
+    ids = np.arange(V**T) // V ** (T - t)
+    flat = weights.reshape(V**T, -1)
+    out = np.zeros((V**t, flat.shape[1]))
+    np.add.at(out, ids, flat)
+    return out.reshape((V**t,) + weights.shape[1:])
+
+
+def bayes_router(inst: BigramInstance, gate) -> list[np.ndarray]:
+    """``gamma*_t(k | x_<t)`` for t = 0..T-1, each (V^t x p): the posterior over experts."""
+    joint = np.asarray(gate) * inst.P.T
+    out = []
+    for t in range(inst.T):
+        marg = prefix_marginals(joint, inst.V, inst.T, t)
+        out.append(marg / marg.sum(axis=1, keepdims=True))
+    return out
+
+
+def routed_model(inst: BigramInstance, router) -> np.ndarray:
+    """``r_gamma(x) = prod_t sum_k gamma_t(k | x_<t) pi_k(x_t | x_<t)`` for every sequence x."""
+    cond = inst.conditionals(inst.expert_init, inst.expert_trans)
+    n = inst.V**inst.T
+    log_r = np.zeros(n)
+    for t in range(inst.T):
+        gamma = router[t][np.arange(n) // inst.V ** (inst.T - t)]
+        log_r += np.log(np.einsum("nk,kn->n", gamma, cond[:, :, t]))
+    return np.exp(log_r)
+
+
+def router_kl(inst: BigramInstance, q, true_router, router) -> float:
+    """``sum_t E_{x_<t ~ q}[KL(gamma*_t(.|x_<t) || gamma_t(.|x_<t))]``."""
+    total = 0.0
+    for t in range(inst.T):
+        weight = prefix_marginals(np.asarray(q)[:, None], inst.V, inst.T, t)[:, 0]
+        total += float(weight @ rel_entr(true_router[t], router[t]).sum(axis=1))
+    return total
+
+
+def best_router(inst: BigramInstance, q) -> tuple[list[np.ndarray], float]:
+    """The causal router minimising ``KL(q || r_gamma)``, with its certificate.
+
+    The objective splits over prefixes: at each prefix the router weights are the
+    maximum-likelihood mixture weights of the experts' next-symbol distributions for the
+    next-symbol distribution of q (:func:`theory.claims.monolithic.mixture_mle`).
+    """
+    V, T = inst.V, inst.T
+    cond = inst.conditionals(inst.expert_init, inst.expert_trans)
+    q = np.asarray(q, dtype=np.float64)
+    routers, cert_total = [], 0.0
+    for t in range(T):
+        pre = prefix_marginals(q[:, None], V, T, t)[:, 0]
+        nxt = prefix_marginals(q[:, None], V, T, t + 1)[:, 0].reshape(V**t, V)
+        target = nxt / np.where(pre > 0, pre, 1.0)[:, None]
+        # any sequence with this prefix and next symbol carries the experts' next-symbol law
+        first = np.arange(V ** (t + 1)) * V ** (T - t - 1)
+        comps = cond[:, first, t].reshape(inst.expert_init.shape[0], V**t, V).transpose(1, 0, 2)
+        w, _, cert = mixture_mle(target, comps)
+        routers.append(w)
+        cert_total += float(pre @ cert)
+    return routers, cert_total
+
+
+def perturbed_router(router, scale: float, rng) -> list[np.ndarray]:
+    """A "learned" router: the Bayes router with log-normal noise of size ``scale``."""
+    out = []
+    for g in router:
+        noisy = g * np.exp(scale * rng.standard_normal(g.shape))
+        out.append(noisy / noisy.sum(axis=1, keepdims=True))
+    return out
+
+
+def check_thm18(inst: BigramInstance, gate, rng, *, static: bool, noise_scales=(0.0, 0.3, 1.0)) -> list[Check]:
+    """Thms 17-18 for one gate: exact KLs between the gated model and routed models.
+
+    Thm 18: is ``KL(pi_g || r_gamma)`` equal to the summed expected router KL
+    ``sum_t E KL(gamma*_t || gamma_t)``, or only bounded by it? Checked for the Bayes
+    router and perturbed ("learned") routers. Thm 17: the Bayes router is the best causal
+    router (compared with the exact per-prefix optimum). The assumption recorded: the
+    gate is static (input-independent), for which the gated model is itself routed.
+    """
+    q = np.einsum("nk,kn->n", gate, inst.P)
+    star = bayes_router(inst, gate)
+    best, cert = best_router(inst, q)
+    kl_star = kl(q, routed_model(inst, star))
+    kl_best = kl(q, routed_model(inst, best))
+    out = []
+    for scale in noise_scales:
+        router = perturbed_router(star, scale, rng) if scale > 0 else star
+        lhs = kl(q, routed_model(inst, router))
+        rhs = router_kl(inst, q, star, router)
+        quant = {"noise": scale, "kl_gated_routed": lhs, "router_kl": rhs, "kl_bayes_router": kl_star,
+                 "kl_best_router": kl_best, "static_gate": static, "V": inst.V, "T": inst.T}
+        out.append(Check("KL(pi_g||r_gamma) = summed router KL", EQUAL, rhs, lhs, ABS_TOL, quant, static))
+        out.append(Check("KL(pi_g||r_gamma) <= summed router KL", UPPER, rhs, lhs, ABS_TOL, quant, static))
+    out.append(Check("Thm 17: Bayes router is the best causal router", UPPER, kl_best, kl_star, ABS_TOL + cert,
+                     {"kl_bayes_router": kl_star, "kl_best_router": kl_best, "static_gate": static}, static))
+    return out
+
+
+def thm18_gates(inst: BigramInstance, rng) -> list[tuple[np.ndarray, bool]]:
+    """The gates to test: a random static gate and the exact robust gate (input-dependent)."""
+    p = inst.expert_init.shape[0]
+    n = inst.V**inst.T
+    res = solvers.robust(inst.D, inst.P)
+    return [(constant_gate(rng.dirichlet(np.ones(p)), n), True), (res.gate, False)]
