@@ -72,7 +72,8 @@ def run(ctx: Context) -> Caption:
              f"gate {val['uniform static gate']:.4f}; on the test windows {excess['robust gate']:.4f} vs "
              f"{excess['uniform static gate']:.4f} (same-order monolithic {excess[same]:.4f})")
     if val["robust gate"] < val["uniform static gate"] and excess["robust gate"] >= excess["uniform static gate"]:
-        text += ": the fit improves on its own data, and the test shortfall is the shift between the few documents of each split"
+        text += (": the fit improves on its own data, and the test shortfall is the shift between the few "
+                 "documents of each split")
     return Caption(text, held, "robust gate beats the same-size monolithic model on held-out mixtures")
 
 

@@ -105,8 +105,9 @@ def text_nll(config: dict) -> dict:
                       for lp in test_logp]
     uniform = [_uniform_gate(lp) for lp in test_logp]
     own_val = np.array([-lp[:, k].mean() for k, lp in enumerate(val_logp)])
+    uniform_val = np.array([-_uniform_gate(lp).mean() for lp in val_logp])
     val_excess = {"robust gate": ((fit.nll - own_val) / T).tolist(),
-                  "uniform static gate": ((np.array([-_uniform_gate(lp).mean() for lp in val_logp]) - own_val) / T).tolist()}
+                  "uniform static gate": ((uniform_val - own_val) / T).tolist()}
     per_domain = {"robust gate": [_nll_per_byte(r, T) for r in robust],
                   "uniform static gate": [_nll_per_byte(u, T) for u in uniform]}
     for k, d in enumerate(names):

@@ -14,7 +14,8 @@ from synthetic.ngram import NGramModel
 
 def test_dynamics_history_and_reference():
     cfg = {"V": 3, "T": 3, "noise": 0.05, "contamination": 0.25, "order": 2, "m_expert": 200, "m": 300,
-           "adversary": "kl", "steps": 40, "batch_size": 64, "lr": 0.05, "lr_schedule": "constant", "lam_lr": 0.1, "seed": 0}
+           "adversary": "kl", "steps": 40, "batch_size": 64, "lr": 0.05, "lr_schedule": "constant", "lam_lr": 0.1,
+           "seed": 0}
     res = primal_dual_dynamics(cfg)
     df = pd.DataFrame(res["rows"])
     assert list(df.columns) == ["adversary", "seed", "step", "lam0", "mu", "z", "z_ema"]
@@ -41,8 +42,8 @@ def test_distillation_routers_and_exact_references():
 
 def test_gaussian_mixture_exact_and_fit():
     cfg = {"p": 2, "components": 2, "expert_components": 1, "spread": 2.0, "m_fit": 200, "m": 300,
-           "m_entropy": 2000, "grid": [-7.0, 7.0, 80], "steps": 30, "batch_size": 64, "lr": 0.01, "lr_schedule": "constant", "lam_lr": 0.1,
-           "seed": 0}
+           "m_entropy": 2000, "grid": [-7.0, 7.0, 80], "steps": 30, "batch_size": 64, "lr": 0.01,
+           "lr_schedule": "constant", "lam_lr": 0.1, "seed": 0}
     res = gaussian_mixture_robust(cfg)
     df = pd.DataFrame(res["rows"])
     assert len(df) == 2 and np.isclose(df.lam_star.sum(), 1)
@@ -100,7 +101,8 @@ def test_sample_windows_follow_the_model():
 def test_real_text_table():
     cfg = {"domains": ["docs", "code", "notes"], "order": 2, "T": 16, "max_train_bytes": 20000,
            "train_fraction": 0.5, "m_val": 100, "m_test": 100, "m_expert": 50, "steps": 10, "batch_size": 32,
-           "lr": 0.05, "lr_schedule": "constant", "lam_lr": 0.5, "mixtures": [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], "seed": 0}
+           "lr": 0.05, "lr_schedule": "constant", "lam_lr": 0.5, "mixtures": [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]],
+           "seed": 0}
     res = text_nll(cfg)
     df = pd.DataFrame(res["rows"])
     assert {"model", "mixture", "seed", "nll_per_byte"} == set(df.columns)
