@@ -12,11 +12,16 @@ from synthetic.experiments.dynamics import primal_dual_dynamics
 VALUE_TOL, Z_TOL = 0.02, 0.01
 
 SETTINGS = {
-    "quick": {"V": 5, "T": 4, "noise": 0.05, "contamination": 0.25, "order": 3, "m_expert": 2000, "m": 20000,
-              "steps": 2000, "batch_size": 512, "lr": 0.05, "lam_lr": 0.1, "seeds": (0,)},
-    "full": {"V": 6, "T": 5, "noise": 0.05, "contamination": 0.25, "order": 3, "m_expert": 20000, "m": 200000,
-             "steps": 20000, "batch_size": 2048, "lr": 0.05, "lam_lr": 0.1, "seeds": (0, 1, 2)},
+    "quick": {"V": 5, "T": 4, "noise": 0.05, "contamination": 0.25, "order": 3, "m_expert": 2000, "m": 200000,
+              "steps": 4000, "batch_size": 512, "lr": 0.05, "lr_schedule": "cosine", "lam_lr": 0.1, "seeds": (0,)},
+    "full": {"V": 6, "T": 5, "noise": 0.05, "contamination": 0.25, "order": 3, "m_expert": 20000, "m": 2000000,
+             "steps": 20000, "batch_size": 2048, "lr": 0.05, "lr_schedule": "cosine", "lam_lr": 0.1,
+             "seeds": (0, 1, 2)},
 }
+# Why m is large: the tabular gate is free on every outcome, so the Z of the fitted gate on the
+# population differs from Z on the fit's own expert samples by up to the total variation between
+# each expert and its m samples (n = V^T outcomes); m = 20,000 left 1.5% of |Z - 1| that way.
+# The cosine schedule removes the minibatch noise of the last iterate.
 ADVERSARIES = ("kl", "nll")
 
 
@@ -53,13 +58,15 @@ def run(ctx: Context) -> Caption:
     kl_runs = final[final.adversary == "kl"]
     err = (kl_runs.value_fit_population - kl_runs.value_exact).abs().max()
     zerr = (kl_runs.z_population - 1).abs().max()
+    zerr_own = (kl_runs.z_fit - 1).abs().max()
     lam_err = (kl_runs.lam_fit0 - kl_runs.lam_star0).abs().max()
     held = bool(err <= VALUE_TOL and zerr <= Z_TOL)
     nll = final[final.adversary == "nll"]
     sampling = (kl_runs.value_exact_from_samples - kl_runs.value_exact).abs().max()
     text = (f"Primal-dual (KL game, tabular gate, samples only): population robust KL off the exact value by "
             f"{err:.3f} nats (tolerance {VALUE_TOL}; an exact solver on the same samples is off by {sampling:.3f}), "
-            f"|Z-1| = {zerr:.3f}, |lam_A - lam*_A| = {lam_err:.3f}; "
+            f"|Z-1| = {zerr:.3f} on the population ({zerr_own:.3f} on the fit's own expert samples; the difference is "
+            f"their sampling error), |lam_A - lam*_A| = {lam_err:.3f}; "
             f"the raw-NLL adversary ends at lam_A = {nll.lam_fit0.mean():.2f} vs lam*_A = "
             f"{nll.lam_star0.mean():.2f}")
     return Caption(text, held, "primal-dual reaches the exact robust gate")

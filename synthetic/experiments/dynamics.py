@@ -33,7 +33,7 @@ def primal_dual_dynamics(config: dict) -> dict:
 
     config: ``V``, ``T``, ``noise``, ``contamination``, ``order``, ``m_expert``, ``m``
     (samples per domain and per expert for the fit), ``adversary``, ``steps``,
-    ``batch_size``, ``lr``, ``lam_lr``, ``seed``.
+    ``batch_size``, ``lr``, ``lr_schedule``, ``lam_lr``, ``seed``.
     """
     seed = config["seed"]
     A, B = conflict_task(config["V"], config["T"], config["noise"])
@@ -51,7 +51,8 @@ def primal_dual_dynamics(config: dict) -> dict:
     with single_thread_torch():
         res = fit_robust_gate(TabularGate(n, 2), dom_sets, exp_sets, entropies=entropy(D),
                               adversary=config["adversary"], steps=config["steps"],
-                              batch_size=config["batch_size"], lr=config["lr"], lam_lr=config["lam_lr"], seed=seed)
+                              batch_size=config["batch_size"], lr=config["lr"], lr_schedule=config["lr_schedule"],
+                              lam_lr=config["lam_lr"], seed=seed)
     h = res.history
     rows = [{"adversary": config["adversary"], "seed": seed, "step": int(s), "lam0": float(l[0]), "mu": float(mu),
              "z": float(z), "z_ema": float(ze)}
