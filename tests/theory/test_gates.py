@@ -84,6 +84,7 @@ def test_projection_matches_quadratic_program(n, seed):
     cp.Problem(cp.Minimize(cp.sum_squares(x - y)), [x >= lo, x <= hi, cp.sum(x) == 1]).solve(solver="CLARABEL")
     q = project_capped_simplex(y, lo, hi)
     assert (q >= lo).all() and (q <= hi).all() and np.isclose(q.sum(), 1.0, atol=1e-12)
-    # Clarabel stops ~1e-6 away on degenerate instances, so compare objectives, not points.
-    assert ((q - y) ** 2).sum() <= ((x.value - y) ** 2).sum() + 1e-9
+    # Clarabel stops ~1e-6 away on degenerate instances, so compare objectives, not points;
+    # its point can also break the bounds by ~1e-9, which lowers its objective by as much.
+    assert ((q - y) ** 2).sum() <= ((x.value - y) ** 2).sum() + 1e-8
     assert np.allclose(q, x.value, atol=1e-4)
