@@ -523,9 +523,12 @@ def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float) ->
         run.evaluations += 1
         better_upper = run.offer(trial, prior)
         # Near the optimum phi gains O(step^2) (below its rounding at large n)
-        # while the upper bound gains O(step): either progress is accepted.
-        armijo = trial.lower >= point.lower + 1e-4 * step * max(slope, 0.0) - _ROUNDING * abs(point.lower)
-        if armijo or better_upper:
+        # while the upper bound gains O(step): either progress is accepted, but not a
+        # better upper bound bought with a lower phi (on a face where phi is linear in
+        # some lam_k the Newton step overshoots, and accepting it zigzags).
+        floor = point.lower - _ROUNDING * abs(point.lower)
+        armijo = trial.lower >= floor + 1e-4 * step * max(slope, 0.0)
+        if armijo or (better_upper and trial.lower >= floor):
             return trial, step
         step *= 0.5
     return None, step
