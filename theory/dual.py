@@ -550,7 +550,11 @@ def _resolve_kink(oracle, prior, run: _Ascent, point: _Point, tol, max_iter) -> 
     """
     run.kinks += 1
     off = ~point.state["support"]
-    sub, sub_prior, domains, offsets = _kink_subproblem(oracle, point, prior)
+    # Where Lambda's own bounds and rows are slack at lam, their multipliers vanish: an
+    # optimal lam is then optimal over the whole simplex too, whose sub-problem can
+    # leave out the domains with no mass off S (see _kink_subproblem).
+    local = prior if prior.is_simplex or not _interior_to_extra_constraints(prior, point.lam) else PriorSet(prior.p)
+    sub, sub_prior, domains, offsets = _kink_subproblem(oracle, point, local)
     if sub is None:
         # No domain has mass off S: every member of B has the same objective.
         r, sub_value, sub_lam = point.q[off], -np.inf, None
@@ -574,7 +578,36 @@ def _resolve_kink(oracle, prior, run: _Ascent, point: _Point, tol, max_iter) -> 
     slope = max(sub_value, fixed_value) - point.lower
     if not slope > _ROUNDING * max(1.0, abs(point.lower)):
         return None, 0.0
-    return direction - point.lam, slope
+    # A direction found on the simplex is shortened to stay in Lambda (phi is concave, so
+    # the slope per unit step is unchanged).
+    d = direction - point.lam
+    reach = _reach(prior, point.lam, d)
+    return d * reach, slope * reach
+
+
+def _interior_to_extra_constraints(prior: PriorSet, lam) -> bool:
+    """Whether ``lam`` meets Lambda's bounds and polytope rows (beyond the simplex) strictly."""
+    lo, hi = prior.bounds()
+    if ((lo > 0) & (lam <= lo)).any() or ((hi < 1) & (lam >= hi)).any():
+        return False
+    return prior.A is None or bool((prior.A @ lam < prior.b).all())
+
+
+def _reach(prior: PriorSet, lam, d) -> float:
+    """``min(1, max{t : lam + t d in Lambda})`` for a direction ``d`` summing to zero."""
+    lo, hi = prior.bounds()
+    t = 1.0
+    down, up = d < 0, d > 0
+    if down.any():
+        t = min(t, float(((lam - lo)[down] / -d[down]).min()))
+    if up.any():
+        t = min(t, float(((hi - lam)[up] / d[up]).min()))
+    if prior.A is not None:
+        rate = prior.A @ d
+        rising = rate > 0
+        if rising.any():
+            t = min(t, float(((prior.b - prior.A @ lam)[rising] / rate[rising]).min()))
+    return max(t, 0.0)
 
 
 def _kink_subproblem(oracle: _FullFamily, point: _Point, prior: PriorSet):
