@@ -111,6 +111,7 @@ class _FullFamily:
         self.mass = mass
         self.offsets = np.zeros(D.shape[0]) if offsets is None else offsets
         self.neg_ent = _neg_entropies(D)
+        self.row_mass = D.sum(axis=1)
         self.sums = (float(self.lo.sum()), float(self.hi.sum()))
         self.top = {}
         self.level = None
@@ -132,7 +133,7 @@ class _FullFamily:
             # S(inf) of the water-filling depends on lam only through its support.
             self.top[support] = float(np.where(v > 0, self.hi, self.lo).sum())
         top = self.top[support]
-        totals = (*self.sums, float(v.sum()), top)
+        totals = (*self.sums, float(lam @ self.row_mass), top)
         q, nu = water_fill_with_totals(v, self.lo, self.hi, totals, self.mass, t0=self.level)
         if 0 < nu < np.inf:
             self.level = 1.0 / nu
