@@ -107,7 +107,7 @@ def test_kink_under_a_prior_set(prior):
     seed=st.integers(0, 2**32 - 1),
     p=st.integers(2, 4),
     extra=st.integers(0, 9),
-    leak=st.floats(0.0, 0.9),
+    leak=st.floats(0.05, 0.9),
     face=st.integers(0, 3),
 )
 def test_best_response_is_non_negative_at_faces(seed, p, extra, leak, face):
