@@ -524,12 +524,14 @@ def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float) ->
         run.evaluations += 1
         better_upper = run.offer(trial, prior)
         # Near the optimum phi gains O(step^2) (below its rounding at large n)
-        # while the upper bound gains O(step): either progress is accepted, but not a
-        # better upper bound bought with a lower phi (on a face where phi is linear in
-        # some lam_k the Newton step overshoots, and accepting it zigzags).
+        # while the upper bound gains O(step): either progress is accepted. With the
+        # exact phi of the full family, not a better upper bound bought with a lower phi:
+        # on a face where phi is linear in some lam_k the Newton step overshoots, and
+        # accepting it zigzags. (The restricted families' phi carries the inner fit's
+        # certificate, ~1e-11 of noise, so there the upper bound alone may move on.)
         floor = point.lower - _ROUNDING * abs(point.lower)
         armijo = trial.lower >= floor + 1e-4 * step * max(slope, 0.0)
-        if armijo or (better_upper and trial.lower >= floor):
+        if armijo or (better_upper and (point.hessian is None or trial.lower >= floor)):
             return trial, step
         step *= 0.5
     return None, step
