@@ -366,6 +366,13 @@ def solve_dual(
     ``max_{lam in Lambda} sum_k lam_k KL(D_k || q)``; it coincides with
     ``max_{lam in Lambda} KL(D_lam || q)`` only on the whole simplex.
 
+    Kinks: where ``D_lam`` misses outcomes and even ``q = hi`` on its support leaves
+    mass over (e.g. disjoint domains, leaking experts, ``lam*`` on a face), the best
+    response is a set and phi is not differentiable. There the model that certifies
+    (and, if ``lam`` is not optimal, the steepest ascent) comes from the robust problem
+    over that set, solved by the same method (:func:`_resolve_kink`);
+    ``info["kinks"]`` counts them.
+
     Parameters
     ----------
     D, P : array (p, n)
