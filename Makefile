@@ -33,13 +33,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -q
 
 reproduce: $(STAMP)
-	$(BIN)/python -m figures --profile $(PROFILE)
+	$(BIN)/python -m figures --profile $(PROFILE) --jobs $(JOBS)
 
+# Full-size runs; `make reproduce` runs the quick versions as part of the figures.
 benchmark: $(STAMP)
-	$(BIN)/python -m benchmarks.exact_solvers
+	$(BIN)/python -m benchmarks.exact_solvers --out results/benchmarks/exact_solvers_full.csv
+	$(BIN)/python -m benchmarks.modular_fit --out results/benchmarks/full
+	$(BIN)/python -m benchmarks.synthetic_throughput --threads 1 --out results/benchmarks/full/synthetic_throughput.csv
 
 claims: $(STAMP)
-	$(BIN)/python -m theory claims --out results/claims.md
+	$(BIN)/python -m theory claims --out results/claims_thorough.md
 
 clean:
 	rm -rf $(VENV) results/cache

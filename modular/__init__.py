@@ -24,7 +24,7 @@ from modular.primal_dual import (
     evaluate_nll,
     evaluate_z,
     fit_robust_gate,
-    project_capped_simplex,
+    kl_project_capped_simplex,
 )
 from modular.distill import (
     RouterFit,

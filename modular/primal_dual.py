@@ -139,7 +139,7 @@ class RobustGateResult:
         return out
 
 
-def project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int = 64) -> torch.Tensor:
+def kl_project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int = 64) -> torch.Tensor:
     """KL projection of a positive vector onto ``{lam : sum lam = 1, lo <= lam <= hi}``.
 
     Solves ``min_lam KL(lam || v)`` on that set; the solution is ``clip(c v, lo, hi)``
@@ -147,6 +147,9 @@ def project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, 
     by bisection on ``log c`` (vectorised, no host synchronisation). The bracket
     ``[log(1/min v) - 200, log(1/min v)]`` starts with every entry at its upper bound at
     the right end and at most ``e^-200`` above its lower bound at the left end.
+
+    This is the torch counterpart of :class:`theory.projection.PriorProjector` for box
+    bounds; :func:`theory.projection.project_capped_simplex` is the Euclidean projection.
     """
     t_hi = -torch.log(v.min())
     t_lo = t_hi - 200.0
@@ -417,7 +420,7 @@ def fit_robust_gate(
             mu = mu + mu_lr * (z_ema - 1)
             lam = torch.softmax(torch.log(lam) + lam_lr * adv, dim=0)
             if bounded:
-                lam = project_capped_simplex(lam, lo, hi)
+                lam = kl_project_capped_simplex(lam, lo, hi)
             if step >= average_from:
                 lam_sum = lam_sum + lam
                 n_avg += 1

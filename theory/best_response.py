@@ -25,11 +25,10 @@ import numpy as np
 from scipy import sparse
 
 from theory.errors import EmptyGateSpaceError, InvalidOptionError, ShapeMismatchError
-from theory.gates import check_cells, pointwise_hull, require_nonempty_G1
+from theory.gates import pointwise_hull, require_nonempty_G1
+from theory.options import check_family
 from theory.result import ToleranceWarning
 from theory.validation import as_instance, as_weights
-
-FAMILIES = ("full", "constant", "partition")
 
 #: Relative accuracy at which the water-filling level is accepted as exact. The level
 #: solves a piecewise-linear equation, so once Newton lands on the right piece the
@@ -215,11 +214,10 @@ def family_cells(family: str, cells, n: int) -> tuple[np.ndarray, int]:
     """Cell labels and count of a restricted gate family (one cell for ``constant``)."""
     if family == "constant":
         return np.zeros(n, dtype=np.intp), 1
-    if family == "partition":
-        if cells is None:
-            raise InvalidOptionError("gate family 'partition' needs cells (the cell of each outcome)")
-        return check_cells(cells, n)
-    raise InvalidOptionError(f"unknown gate family {family!r}; expected one of {', '.join(FAMILIES)}")
+    labels = check_family(family, cells, n)
+    if labels is None:
+        raise InvalidOptionError(f"gate family {family!r} is not a restricted family; expected 'constant' or 'partition'")
+    return labels, int(labels.max()) + 1
 
 
 @dataclass

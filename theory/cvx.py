@@ -211,10 +211,7 @@ def solve_cvxpy(
         The conic solver returned neither an optimal nor an inaccurate-optimal status.
     """
     start = time.perf_counter()
-    if validate:
-        D, P = as_instance(D, P)
-    else:
-        D, P = np.asarray(D, dtype=np.float64), np.asarray(P, dtype=np.float64)
+    D, P = as_instance(D, P, check=validate)
     p, n = D.shape
     cells = check_family(family, cells, n)
     prior = as_prior(prior, p)

@@ -27,8 +27,9 @@ from scipy.special import rel_entr
 from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights, water_fill_with_totals
-from theory.errors import InvalidOptionError, ShapeMismatchError
-from theory.gates import MEMBERSHIP_TOL, constant_gate, partition_gate, require_nonempty_G1
+from theory.errors import InvalidOptionError
+from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, pointwise_hull, require_nonempty_G1
+from theory.options import as_prior, check_family
 from theory.prior import PriorSet
 from theory.result import NOT_CONVERGED, OPTIMAL, SolverResult
 from theory.validation import as_instance
@@ -68,24 +69,6 @@ def _neg_entropies(D) -> np.ndarray:
     return out
 
 
-def _hull_with_experts(P) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pointwise hull ``l = min_k P_k``, ``u = max_k P_k`` and the (first) arg-min/arg-max.
-
-    A pass per expert row: reductions along the short axis of a (p x n) C-ordered array
-    are several times slower in numpy.
-    """
-    p, n = P.shape
-    index = np.int8 if p <= 127 else np.intp
-    lo, hi = P[0].copy(), P[0].copy()
-    kmin, kmax = np.zeros(n, dtype=index), np.zeros(n, dtype=index)
-    for k in range(1, p):
-        np.copyto(kmin, k, where=P[k] < lo)
-        np.minimum(lo, P[k], out=lo)
-        np.copyto(kmax, k, where=P[k] > hi)
-        np.maximum(hi, P[k], out=hi)
-    return lo, hi, kmin, kmax
-
-
 def _kl_rows(D, q, neg_ent) -> np.ndarray:
     """``KL(D_k || q)`` for every row (``+inf`` where ``q`` misses D_k's support)."""
     zero = q <= 0
@@ -118,10 +101,9 @@ class _FullFamily:
 
     @classmethod
     def of_experts(cls, D, P) -> "_FullFamily":
-        """The robust problem itself, with the hull's arg-min/arg-max experts for the gate."""
-        lo, hi, kmin, kmax = _hull_with_experts(P)
-        oracle = cls(D, lo, hi)
-        oracle.kmin, oracle.kmax = kmin, kmax
+        """The robust problem itself; its experts give the gate."""
+        oracle = cls(D, *pointwise_hull(P))
+        oracle.P = P
         if oracle.sums[0] > 1 + MEMBERSHIP_TOL or oracle.sums[1] < 1 - MEMBERSHIP_TOL:
             require_nonempty_G1(P)  # raises EmptyGateSpaceError with the remedy
         return oracle
@@ -179,20 +161,8 @@ class _FullFamily:
         return kl, gram, dots[:, 1]
 
     def gate(self, point: _Point) -> np.ndarray:
-        """The gate of :func:`theory.gates.gate_from_q`, from the hull's arg-min/arg-max."""
-        q, lo, hi = point.q, self.lo, self.hi
-        width = hi - lo
-        t = np.divide(q - lo, width, out=np.zeros_like(q), where=width > 0)
-        np.clip(t, 0.0, 1.0, out=t)
-        n, p = q.shape[0], self.D.shape[0]
-        gate = np.zeros((n, p))
-        rows = np.arange(min(CHUNK, n))
-        for a in range(0, n, CHUNK):
-            block = gate[a : a + CHUNK]
-            r = rows[: block.shape[0]]
-            block[r, self.kmin[a : a + CHUNK]] = 1.0 - t[a : a + CHUNK]
-            block[r, self.kmax[a : a + CHUNK]] += t[a : a + CHUNK]
-        return gate
+        """A gate realising the best response ``q`` (:func:`theory.gates.gate_from_q`)."""
+        return gate_from_q(point.q, self.P)
 
 
 class _RestrictedFamily:
@@ -312,16 +282,6 @@ class _StepQP:
         return x
 
 
-def _as_prior(prior, p: int) -> PriorSet:
-    if prior is None:
-        return PriorSet(p)
-    if not isinstance(prior, PriorSet):
-        raise InvalidOptionError(f"prior must be a theory.PriorSet or None, got {type(prior).__name__}")
-    if prior.p != p:
-        raise ShapeMismatchError(f"prior set is for p={prior.p} domains, the instance has p={p}")
-    return prior
-
-
 def _finite_gradient(kl) -> np.ndarray:
     """Replace infinite KLs (domains the model misses) by a dominant finite gradient.
 
@@ -406,15 +366,12 @@ def solve_dual(
 
 
 def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> SolverResult:
-    if validate:
-        D, P = as_instance(D, P)
-    else:
-        D = np.asarray(D, dtype=np.float64)
-        P = np.asarray(P, dtype=np.float64)
+    D, P = as_instance(D, P, check=validate)
     if not tol > 0:
         raise InvalidOptionError(f"tol must be positive, got {tol!r}")
     p, n = D.shape
-    prior = _as_prior(prior, p)
+    check_family(family, cells, n)
+    prior = as_prior(prior, p)
     if family == "full":
         oracle = _FullFamily.of_experts(D, P)
     else:

@@ -111,10 +111,7 @@ def solve_fixed_point(
         raise InvalidOptionError(f"unknown fixed-point method {method!r}; allowed: {', '.join(METHODS)}")
     if iterations < 1 or record_every < 1:
         raise InvalidOptionError(f"iterations ({iterations}) and record_every ({record_every}) must be positive")
-    if validate:
-        D, P = as_instance(D, P)
-    else:
-        D, P = np.asarray(D, dtype=np.float64), np.asarray(P, dtype=np.float64)
+    D, P = as_instance(D, P, check=validate)
     p, n = D.shape
     prior = as_prior(prior, p)
     require_nonempty_G1(P)

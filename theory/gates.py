@@ -14,6 +14,8 @@ from theory.errors import EmptyGateSpaceError, InvalidDistributionError, ShapeMi
 
 #: Absolute tolerance for membership tests (row sums, total mass, hull bounds).
 MEMBERSHIP_TOL = 1e-9
+#: Outcomes per block in :func:`gate_from_q` (temporaries of O(block p) stay in cache).
+_CHUNK = 1 << 14
 
 
 def pointwise_hull(P) -> tuple[np.ndarray, np.ndarray]:
@@ -107,22 +109,38 @@ def renormalise_on_support(P, support) -> np.ndarray:
 def gate_from_q(q, P) -> np.ndarray:
     """A gate in G1 realising any ``q`` of the pointwise hull.
 
-    Weight ``(q - l) / (u - l)`` goes to the arg-max expert and the rest to the
-    arg-min expert; where ``u = l`` all weight goes to the arg-min expert.
+    Finds ``g`` with rows in the simplex and ``sum_k g(x, k) pi_k(x) = q(x)`` for
+    ``l <= q <= u``: weight ``t = (q - l) / (u - l)`` goes to the arg-max expert and
+    ``1 - t`` to the arg-min expert (the first one on ties); where ``u = l`` all weight
+    goes to the arg-min expert. ``t`` is clipped to ``[0, 1]``, so a ``q`` slightly
+    outside the hull gets the nearest realisable gate.
+
+    Works over blocks of outcomes: arg-min/arg-max along the short axis of a (p x n)
+    array are several times slower in numpy than ``p`` comparisons of rows with the
+    block's minimum and maximum, and blocks keep the temporaries in cache.
     """
     P = np.asarray(P, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     p, n = P.shape
-    kmin, kmax = P.argmin(axis=0), P.argmax(axis=0)
-    rows = np.arange(n)
-    lo, hi = P[kmin, rows], P[kmax, rows]
-    width = hi - lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.where(width > 0, (q - lo) / width, 0.0)
-    t = np.clip(t, 0.0, 1.0)
     gate = np.zeros((n, p))
-    gate[rows, kmin] = 1.0 - t
-    gate[rows, kmax] += t
+    rows = np.arange(min(_CHUNK, n))
+    kmin = np.empty(rows.size, dtype=np.intp)
+    kmax = np.empty(rows.size, dtype=np.intp)
+    for a in range(0, n, _CHUNK):
+        block = P[:, a : a + _CHUNK]
+        m = block.shape[1]
+        r, imin, imax = rows[:m], kmin[:m], kmax[:m]
+        lo, hi = block.min(axis=0), block.max(axis=0)
+        # Downwards, so that the first expert attaining the extreme is the one kept.
+        for k in range(p - 1, -1, -1):
+            np.copyto(imin, k, where=block[k] == lo)
+            np.copyto(imax, k, where=block[k] == hi)
+        width = hi - lo
+        t = np.divide(q[a : a + m] - lo, width, out=np.zeros(m), where=width > 0)
+        np.clip(t, 0.0, 1.0, out=t)
+        g = gate[a : a + m]
+        g[r, imin] = 1.0 - t
+        g[r, imax] += t
     return gate
 
 

@@ -51,13 +51,17 @@ def as_distributions(a, name: str, *, sum_tol: float = SUM_TOL) -> np.ndarray:
     return arr
 
 
-def as_instance(domains, experts, *, sum_tol: float = SUM_TOL) -> tuple[np.ndarray, np.ndarray]:
+def as_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Validate a finite instance: domains ``D`` and experts ``P``, both (p x n).
 
     Besides the checks of :func:`as_distributions`, the two arrays must have the same
     shape, and every outcome with domain mass must be covered by at least one expert
-    (otherwise every gated model has infinite KL to that domain).
+    (otherwise every gated model has infinite KL to that domain). With ``check=False``
+    the arrays are only converted to float64: the solvers' ``validate=False`` skips the
+    passes over the data for inputs already validated.
     """
+    if not check:
+        return np.asarray(domains, dtype=np.float64), np.asarray(experts, dtype=np.float64)
     D = as_distributions(domains, "domains", sum_tol=sum_tol)
     P = as_distributions(experts, "experts", sum_tol=sum_tol)
     if D.shape != P.shape:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cvxpy as cp
 import numpy as np
 
 from modular.data import sample_set
@@ -48,22 +49,21 @@ def tabular_q(gate_logits, P):
     return np.einsum("nk,kn->n", g, P)
 
 
-def robust_reference(D, P, *, offsets=None, lam_bounds=None):
-    """Exact ``min_{q in hull, sum q = 1} max_{lam in Lambda} sum_k lam_k (KL(D_k || q) - offsets_k)`` by cvxpy.
+def excess_game_reference(D, P, offsets):
+    """Exact ``min_{q in hull, sum q = 1} max_k (KL(D_k || q) - offsets_k)`` by cvxpy/Clarabel.
 
-    Lambda is the simplex, optionally with box bounds (lo, hi); the inner maximum is
-    replaced by its LP dual ``min nu + hi.a - lo.b`` s.t. ``c_k <= nu + a_k - b_k``.
-    Returns (value, lam, q); lam are the normalised duals of the per-domain constraints.
+    The game with per-domain offsets (the "excess" adversary: offsets = expert errors;
+    the raw-NLL adversary: offsets = -entropies) is not one of theory's problems, which
+    play ``max_k KL(D_k || q)`` over a prior set; the plain robust game comes from
+    :func:`theory.solve_robust`. Epigraph form ``min t`` s.t.
+    ``KL(D_k || q) - offsets_k <= t``. Returns (value, lam, q); lam are the normalised
+    duals of the per-domain constraints.
     """
-    import cvxpy as cp
-
     p, n = D.shape
-    off = np.zeros(p) if offsets is None else np.asarray(offsets, dtype=float)
-    lo, hi = (np.zeros(p), np.ones(p)) if lam_bounds is None else map(np.asarray, lam_bounds)
-    q, nu = cp.Variable(n), cp.Variable()
-    a, b = cp.Variable(p, nonneg=True), cp.Variable(p, nonneg=True)
-    cons = [cp.sum(cp.rel_entr(D[k], q)) - off[k] <= nu + a[k] - b[k] for k in range(p)]
-    prob = cp.Problem(cp.Minimize(nu + hi @ a - lo @ b), cons + [q >= P.min(0), q <= P.max(0), cp.sum(q) == 1])
+    off = np.asarray(offsets, dtype=np.float64)
+    q, t = cp.Variable(n), cp.Variable()
+    cons = [cp.sum(cp.rel_entr(D[k], q)) - off[k] <= t for k in range(p)]
+    prob = cp.Problem(cp.Minimize(t), cons + [q >= P.min(0), q <= P.max(0), cp.sum(q) == 1])
     prob.solve(solver=cp.CLARABEL)
     assert prob.status == cp.OPTIMAL
     lam = np.array([c.dual_value for c in cons]).ravel()

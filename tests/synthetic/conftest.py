@@ -1,12 +1,7 @@
 """Shared helpers for the tests of synthetic/."""
 
 import numpy as np
-import torch
 from scipy.stats import chisquare
-
-# Tiny models on a shared 2-core machine: one intra-op thread per xdist worker avoids
-# oversubscription (several-fold slower otherwise); results do not depend on it.
-torch.set_num_threads(1)
 
 #: Significance level of every goodness-of-fit test (fixed seeds make them deterministic).
 ALPHA = 1e-3

@@ -4,9 +4,10 @@ import cvxpy as cp
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from theory.gates import constant_gate, gate_from_q, gated_model, in_G1, partition_gate, pointwise_hull
+from theory.dual import solve_dual
+from theory.gates import _CHUNK, constant_gate, gate_from_q, gated_model, in_G1, partition_gate, pointwise_hull
 from theory.projection import project_capped_simplex
-from tests.theory.instances import instances
+from tests.theory.instances import instances, make_instance
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -22,6 +23,42 @@ def test_gate_from_q_reproduces_hull_points(instance, seed):
     gate = gate_from_q(q, P)
     assert np.allclose(gated_model(gate, P), q, atol=1e-13)
     assert in_G1(gate, P)
+
+
+def reference_gate_from_q(q, P):
+    """The gate of DESIGN 2.1 written out directly: (q - l)/(u - l) on the (first)
+    arg-max expert, the rest on the (first) arg-min expert."""
+    p, n = P.shape
+    kmin, kmax = P.argmin(axis=0), P.argmax(axis=0)
+    lo, hi = P[kmin, np.arange(n)], P[kmax, np.arange(n)]
+    t = np.zeros(n)
+    wide = hi > lo
+    t[wide] = np.clip((q[wide] - lo[wide]) / (hi[wide] - lo[wide]), 0.0, 1.0)
+    gate = np.zeros((n, p))
+    gate[np.arange(n), kmin] = 1.0 - t
+    gate[np.arange(n), kmax] += t
+    return gate
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 3 * _CHUNK), st.integers(0, 2**32 - 1))
+def test_gate_from_q_matches_the_direct_construction(p, n, seed):
+    # Rounded entries make ties between experts (and equal-expert outcomes) common, and
+    # n up to three blocks exercises the blockwise pass; q overshoots the hull a little
+    # to check the clipping.
+    rng = np.random.default_rng(seed)
+    P = np.round(rng.random((p, n)), 1) + 0.05
+    P /= P.sum(axis=1, keepdims=True)
+    lo, hi = pointwise_hull(P)
+    q = lo + rng.uniform(-0.1, 1.1, n) * (hi - lo)
+    np.testing.assert_array_equal(gate_from_q(q, P), reference_gate_from_q(q, P))
+
+
+def test_dual_solver_returns_the_gate_of_its_q():
+    D, P = make_instance("overlapping", 2 * _CHUNK + 5, 4, 3)
+    res = solve_dual(D, P)
+    np.testing.assert_array_equal(res.gate, gate_from_q(res.q, P))
+    assert in_G1(res.gate, P)
 
 
 @SETTINGS

@@ -51,6 +51,15 @@ def test_shape_mismatch():
         as_weights([0.2, 0.3, 0.5], 2)
 
 
+def test_unchecked_instance_is_converted_only():
+    # validate=False in the solvers: no pass over the data, float64 arrays out.
+    D, P = as_instance([[0.5, 0.7]], [[1, 0]], check=False)
+    assert D.dtype == P.dtype == np.float64
+    np.testing.assert_array_equal(D, [[0.5, 0.7]])
+    with pytest.raises(InvalidDistributionError, match="sums to 1.2"):
+        as_instance([[0.5, 0.7]], [[1, 0]])
+
+
 def test_uncovered_outcome_named():
     D = np.array([[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]])
     P = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]])

@@ -1,8 +1,9 @@
 """Regenerate ``dual_references.npz``: cvxpy/Clarabel robust solutions used by test_dual.py.
 
 Run from the repository root: ``python -m tests.theory.data.make_dual_references``.
-Each case stores the instance (D, P, cells, prior bounds and polytope), the Clarabel
-value (KLs recomputed in numpy at Clarabel's q) and lam* (the epigraph duals).
+Each case stores the instance (D, P, cells, prior bounds and polytope), the value of
+:func:`theory.cvx.solve_cvxpy` (KLs recomputed in numpy at Clarabel's q) and its lam*
+(the epigraph duals).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.theory.cvx_reference import robust_reference
+from theory.cvx import solve_cvxpy
 from theory.prior import PriorSet
 
 OUT = Path(__file__).with_name("dual_references.npz")
@@ -67,7 +68,8 @@ def as_prior(lo, hi, A, b):
 def build() -> dict[str, np.ndarray]:
     arrays = {}
     for name, D, P, family, cells, prior in cases():
-        value, _, lam, _ = robust_reference(D, P, family=family, cells=cells if cells.size else None, prior=prior)
+        res = solve_cvxpy(D, P, family=family, cells=cells if cells.size else None, prior=prior)
+        value, lam = res.value, res.lam
         lo, hi, A, b = prior_arrays(prior, D.shape[0])
         for key, arr in dict(D=D, P=P, cells=cells, lo=lo, hi=hi, A=A, b=b, value=value, lam=lam).items():
             arrays[f"{name}/{key}"] = np.asarray(arr)
