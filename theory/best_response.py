@@ -156,12 +156,17 @@ def _totals(target, lo, hi) -> tuple[float, float, float, float]:
 
 
 def _fill_off_support(support, lo, hi, mass, top) -> np.ndarray:
-    """Degenerate water-fill: target support at ``hi``, the missing mass off the support."""
+    """Degenerate water-fill: target support at ``hi``, the missing mass off the support.
+
+    The common fraction of the room is confined to [0, 1]: ``top`` may exceed ``mass``
+    by the water-fill's rounding slack, and a negative fraction would push ``q`` below
+    ``lo`` (below zero where ``lo = 0``).
+    """
     q = np.where(support, hi, lo)
     room = np.where(support, 0.0, hi - lo)
     room_sum = float(room.sum())
     if room_sum > 0:
-        q += room * ((mass - top) / room_sum)
+        q += room * min(max((mass - top) / room_sum, 0.0), 1.0)
     return q
 
 
@@ -382,8 +387,12 @@ def _polished_step(G, blocks, W, S, cs: _CellStructure) -> np.ndarray | None:
             beta = -(shortfall + sum(float(m @ a) for _, _, a, _, m in parts)) / denom
     for c, (free, Z, a, b, _) in enumerate(parts):
         d[c, free] -= Z @ (a + beta * b)
+    below = W + d < 0
     if (W + d < -1e-15).any():
         return None
+    # Weights that the step takes below zero by rounding land on zero exactly, so that
+    # the line search's W + step d (and the model q_W) stays non-negative for step <= 1.
+    d[below] = -W[below]
     return d
 
 

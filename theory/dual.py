@@ -23,6 +23,7 @@ import clarabel
 import numpy as np
 from scipy import sparse
 from scipy.linalg import null_space
+from scipy.special import rel_entr
 from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights, water_fill_with_totals
@@ -40,6 +41,9 @@ CHUNK = 1 << 15
 _ROUNDING = 4 * np.finfo(float).eps
 #: Stop when the certified gap has not shrunk over this many steps (rounding floor).
 _STALL = 3
+#: Mass left over by a water-fill with ``nu = 0`` above which its best response is not
+#: unique (a kink of phi); below it every member of the best-response set agrees to rounding.
+_KINK_SLACK = 1e-13
 
 
 @dataclass
@@ -75,17 +79,34 @@ def _kl_rows(D, q, neg_ent) -> np.ndarray:
 
 
 class _FullFamily:
-    """Dual oracle for the full gate space: water-filling best response, exact Hessian."""
+    """Dual oracle for the full gate space: water-filling best response, exact Hessian.
 
-    def __init__(self, D, P):
-        self.D, self.P = D, P
-        self.lo, self.hi = pointwise_hull(P)
+    Solves the general core ``min_r max_{lam in Lambda} lam . (c + K(r))`` with
+    ``K_k(r) = sum_x D_k log(D_k / r)`` over ``lo <= r <= hi``, ``sum r = mass``: the
+    robust problem itself (``c = 0``, mass one) and, at a degenerate best response, the
+    smaller problem that picks the certifying member of the best-response set
+    (:func:`_kink_subproblem`), whose rows need not sum to one.
+    """
+
+    def __init__(self, D, lo, hi, *, mass: float = 1.0, offsets=None):
+        self.D = D
+        self.lo, self.hi = lo, hi
+        self.mass = mass
+        self.offsets = np.zeros(D.shape[0]) if offsets is None else offsets
         self.neg_ent = _neg_entropies(D)
+        self.row_mass = D.sum(axis=1)
         self.sums = (float(self.lo.sum()), float(self.hi.sum()))
-        if self.sums[0] > 1 + MEMBERSHIP_TOL or self.sums[1] < 1 - MEMBERSHIP_TOL:
-            require_nonempty_G1(P)  # raises EmptyGateSpaceError with the remedy
         self.top = {}
         self.level = None
+
+    @classmethod
+    def of_experts(cls, D, P) -> "_FullFamily":
+        """The robust problem itself; its experts give the gate."""
+        oracle = cls(D, *pointwise_hull(P))
+        oracle.P = P
+        if oracle.sums[0] > 1 + MEMBERSHIP_TOL or oracle.sums[1] < 1 - MEMBERSHIP_TOL:
+            require_nonempty_G1(P)  # raises EmptyGateSpaceError with the remedy
+        return oracle
 
     def __call__(self, lam) -> _Point:
         v = lam @ self.D
@@ -93,8 +114,9 @@ class _FullFamily:
         if support not in self.top:
             # S(inf) of the water-filling depends on lam only through its support.
             self.top[support] = float(np.where(v > 0, self.hi, self.lo).sum())
-        totals = (*self.sums, float(lam.sum()), self.top[support])
-        q, nu = water_fill_with_totals(v, self.lo, self.hi, totals, t0=self.level)
+        top = self.top[support]
+        totals = (*self.sums, float(lam @ self.row_mass), top)
+        q, nu = water_fill_with_totals(v, self.lo, self.hi, totals, self.mass, t0=self.level)
         if 0 < nu < np.inf:
             self.level = 1.0 / nu
         kl, gram, s = self._moments(v, q)
@@ -103,7 +125,14 @@ class _FullFamily:
         #   -[sum_F D_k D_j / D_lam - (sum_F D_k)(sum_F D_j) / sum_F D_lam].
         mass_free = float(lam @ s)
         hessian = -(gram - np.outer(s, s) / mass_free) if mass_free > 0 else -gram
-        return _Point(lam=lam, lower=lower, kl=kl, q=q, hessian=hessian)
+        # nu = 0 with mass left over: the support of D_lam sits at hi and the rest of the
+        # mass may go anywhere off it, so the best response (and the gradient) is not unique.
+        kink = nu == 0.0 and self.mass - top > _KINK_SLACK * max(self.mass, 1.0)
+        return _Point(lam=lam, lower=lower, kl=kl, q=q, hessian=hessian, state={"kink": kink, "support": v > 0})
+
+    def kl_of(self, q) -> np.ndarray:
+        """``c_k + K_k(q)`` for every row, at a model ``q`` of this problem."""
+        return self.offsets + _kl_rows(self.D, q, self.neg_ent)
 
     def _moments(self, v, q):
         """One blocked pass over D: ``KL(D_k || q)``, ``sum_F D_k D_j / v`` and ``sum_F D_k``.
@@ -127,7 +156,7 @@ class _FullFamily:
             zero = qc <= 0
             if zero.any():
                 missed |= (Dc[:, zero] > 0).any(axis=1)
-        kl = self.neg_ent - dots[:, 0]
+        kl = self.offsets + self.neg_ent - dots[:, 0]
         kl[missed] = np.inf
         return kl, gram, dots[:, 1]
 
@@ -297,6 +326,13 @@ def solve_dual(
     ``max_{lam in Lambda} sum_k lam_k KL(D_k || q)``; it coincides with
     ``max_{lam in Lambda} KL(D_lam || q)`` only on the whole simplex.
 
+    Kinks: where ``D_lam`` misses outcomes and even ``q = hi`` on its support leaves
+    mass over (e.g. disjoint domains, leaking experts, ``lam*`` on a face), the best
+    response is a set and phi is not differentiable. There the model that certifies
+    (and, if ``lam`` is not optimal, the steepest ascent) comes from the robust problem
+    over that set, solved by the same method (:func:`_resolve_kink`);
+    ``info["kinks"]`` counts them.
+
     Parameters
     ----------
     D, P : array (p, n)
@@ -337,54 +373,102 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
     check_family(family, cells, n)
     prior = as_prior(prior, p)
     if family == "full":
-        oracle = _FullFamily(D, P)
+        oracle = _FullFamily.of_experts(D, P)
     else:
         labels, n_cells = family_cells(family, cells, n)
         oracle = _RestrictedFamily(D, P, labels, n_cells)
 
+    run = _ascend(oracle, prior, tol, max_iter)
+    gap = run.gap
+    result = SolverResult(
+        q=run.best_up.q,
+        gate=oracle.gate(run.best_up),
+        value=run.up_value,
+        lam=run.best_low.lam,
+        gap=gap,
+        lower=run.best_low.lower,
+        upper=run.up_value,
+        kl=run.best_up.kl,
+        iterations=run.iterations,
+        seconds=time.perf_counter() - start,
+        status=OPTIMAL if gap <= tol else NOT_CONVERGED,
+        solver="dual",
+        tol=tol,
+        history=run.history,
+        info={
+            "family": family,
+            "hessian": "exact" if family == "full" else "bfgs",
+            "evaluations": run.evaluations,
+            "kinks": run.kinks,
+        },
+    )
+    return result.warn_if_not_converged()
+
+
+@dataclass
+class _Ascent:
+    """Progress of one maximisation of phi over Lambda: the best certified bounds so far."""
+
+    best_low: _Point
+    best_up: _Point
+    up_value: float
+    evaluations: int = 1
+    iterations: int = 0
+    kinks: int = 0
+    history: dict = field(default_factory=lambda: {"lower": [], "upper": [], "gap": [], "step": []})
+
+    @property
+    def gap(self) -> float:
+        return self.up_value - self.best_low.lower
+
+    def offer(self, point: _Point, prior: PriorSet) -> bool:
+        """Keep ``point``'s bounds where they improve; True when the upper bound did."""
+        if point.lower > self.best_low.lower:
+            self.best_low = point
+        upper = prior.max_linear(point.kl)
+        if upper < self.up_value:
+            self.best_up, self.up_value = point, upper
+            return True
+        return False
+
+
+def _ascend(oracle, prior: PriorSet, tol: float, max_iter: int) -> _Ascent:
+    """Maximise ``phi`` over Lambda from Lambda's feasible point until the certified gap is ``tol``.
+
+    Each step solves the QP ``max g.d - 1/2 d' (mu I - H) d`` over ``lam + d in Lambda``
+    and line-searches on phi; at a kink of phi (a degenerate water-fill) where the QP
+    finds no ascent, :func:`_resolve_kink` supplies the certifying model and the steepest
+    ascent direction.
+    """
+    p = oracle.D.shape[0]
     qp = _StepQP(prior)
     point = oracle(prior.feasible_point())
-    evaluations = 1
-    best_low, best_up, up_value = point, point, prior.max_linear(point.kl)
-    history = {"lower": [], "upper": [], "gap": [], "step": []}
+    run = _Ascent(best_low=point, best_up=point, up_value=prior.max_linear(point.kl))
     quasi_newton = point.hessian is None
     if quasi_newton:
         B = np.eye(p) * max(1.0, float(np.abs(_finite_gradient(point.kl)).max()))
     mu = 1e-8
-    iterations = 0
-    while up_value - best_low.lower > tol and p > 1 and iterations < max_iter:
-        iterations += 1
+    while run.gap > tol and p > 1 and run.iterations < max_iter:
+        run.iterations += 1
         g = _finite_gradient(point.kl)
         H = -B if quasi_newton else point.hessian
         M = -H + mu * max(1.0, float(np.trace(-H)) / p) * np.eye(p)
         accepted, step = None, 0.0
         for d in qp(point.lam, g, M):
-            slope = float(g @ d)
-            step = 1.0
-            while slope > -_ROUNDING * abs(point.lower) and step > 1e-10:
-                trial = oracle(point.lam + step * d)
-                evaluations += 1
-                # Every evaluated point certifies: keep the best lower and upper bounds.
-                if trial.lower > best_low.lower:
-                    best_low = trial
-                trial_up = prior.max_linear(trial.kl)
-                better_upper = trial_up < up_value
-                if better_upper:
-                    best_up, up_value = trial, trial_up
-                # Near the optimum phi gains O(step^2) (below its rounding at large n)
-                # while the upper bound gains O(step): either progress is accepted.
-                armijo = trial.lower >= point.lower + 1e-4 * step * max(slope, 0.0) - _ROUNDING * abs(point.lower)
-                if armijo or better_upper:
-                    accepted = trial
-                    break
-                step *= 0.5
+            accepted, step = _line_search(oracle, prior, run, point, d, float(g @ d))
             if accepted is not None:
                 break
-        history["lower"].append(best_low.lower)
-        history["upper"].append(up_value)
-        history["gap"].append(up_value - best_low.lower)
+        history = run.history
+        stalled = len(history["gap"]) >= _STALL and run.gap >= history["gap"][-_STALL]
+        if (accepted is None or stalled) and point.state.get("kink") and point.state["support"].any():
+            d, slope = _resolve_kink(oracle, prior, run, point, tol, max_iter)
+            if d is not None and run.gap > tol:
+                accepted, step = _line_search(oracle, prior, run, point, d, slope)
+                stalled = False
+        history["lower"].append(run.best_low.lower)
+        history["upper"].append(run.up_value)
+        history["gap"].append(run.gap)
         history["step"].append(step if accepted is not None else 0.0)
-        stalled = len(history["gap"]) > _STALL and history["gap"][-1] >= history["gap"][-1 - _STALL]
         if accepted is None or stalled:
             # No ascent at working precision: the certificate is the final word.
             break
@@ -393,26 +477,148 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
             oracle.accept(accepted)
         mu = max(mu / 10, 1e-14) if step == 1.0 else min(mu * 10, 1e6)
         point = accepted
+    return run
 
-    gap = up_value - best_low.lower
-    result = SolverResult(
-        q=best_up.q,
-        gate=oracle.gate(best_up),
-        value=up_value,
-        lam=best_low.lam,
-        gap=gap,
-        lower=best_low.lower,
-        upper=up_value,
-        kl=best_up.kl,
-        iterations=iterations,
-        seconds=time.perf_counter() - start,
-        status=OPTIMAL if gap <= tol else NOT_CONVERGED,
-        solver="dual",
-        tol=tol,
-        history=history,
-        info={"family": family, "hessian": "bfgs" if quasi_newton else "exact", "evaluations": evaluations},
+
+def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float) -> tuple[_Point | None, float]:
+    """Backtracking on phi along ``d``; every evaluated point is offered to the certificate."""
+    step = 1.0
+    while slope > -_ROUNDING * abs(point.lower) and step > 1e-10:
+        trial = oracle(point.lam + step * d)
+        run.evaluations += 1
+        better_upper = run.offer(trial, prior)
+        # Near the optimum phi gains O(step^2) (below its rounding at large n)
+        # while the upper bound gains O(step): either progress is accepted. With the
+        # exact phi of the full family, not a better upper bound bought with a lower phi:
+        # on a face where phi is linear in some lam_k the Newton step overshoots, and
+        # accepting it zigzags. (The restricted families' phi carries the inner fit's
+        # certificate, ~1e-11 of noise, so there the upper bound alone may move on.)
+        floor = point.lower - _ROUNDING * abs(point.lower)
+        armijo = trial.lower >= floor + 1e-4 * step * max(slope, 0.0)
+        if armijo or (better_upper and (point.hessian is None or trial.lower >= floor)):
+            return trial, step
+        step *= 0.5
+    return None, step
+
+
+def _resolve_kink(oracle, prior, run: _Ascent, point: _Point, tol, max_iter) -> tuple[np.ndarray | None, float]:
+    """Certify or leave a kink of phi at ``point`` through the best-response set's sub-problem.
+
+    At a degenerate water-fill the best responses are ``B = {q : q_S = hi_S,
+    q_{S^c} in [lo, hi], sum q = mass}`` (``S`` the support of ``D_lam``), and phi's
+    directional derivative towards ``lam'`` is ``min_{q in B} lam' . KL(D || q) - phi(lam)``.
+    Maximising over ``lam'`` in Lambda is the robust problem on ``S^c`` with offsets
+    (:func:`_kink_subproblem`), solved by :func:`_ascend` itself: its model is the member
+    of ``B`` with the smallest worst-case objective (it certifies ``lam`` when ``lam`` is
+    optimal, by the saddle point), and its least-favourable mixture is the steepest
+    feasible ascent direction otherwise.
+
+    Returns the ascent direction (None when there is none) and its directional derivative.
+    """
+    run.kinks += 1
+    off = ~point.state["support"]
+    # Where Lambda's own bounds and rows are slack at lam, their multipliers vanish: an
+    # optimal lam is then optimal over the whole simplex too, whose sub-problem can
+    # leave out the domains with no mass off S (see _kink_subproblem).
+    local = prior if prior.is_simplex or not _interior_to_extra_constraints(prior, point.lam) else PriorSet(prior.p)
+    sub, sub_prior, domains, offsets = _kink_subproblem(oracle, point, local)
+    if sub is None:
+        # No domain has mass off S: every member of B has the same objective.
+        r, sub_value, sub_lam = point.q[off], -np.inf, None
+    else:
+        sub_run = _ascend(sub, sub_prior, 0.5 * tol, max_iter)
+        run.evaluations += sub_run.evaluations
+        run.kinks += sub_run.kinks
+        r, sub_value, sub_lam = sub_run.best_up.q, sub_run.best_low.lower, sub_run.best_low.lam
+    q = point.q.copy()
+    q[off] = r
+    run.offer(_Point(lam=point.lam, lower=point.lower, kl=oracle.kl_of(q), q=q), prior)
+    # Domains left out of the sub-problem (simplex only) have the constant objective
+    # c_k: the sub-problem's dual maximum is the larger of theirs and the reduced value.
+    dropped = np.setdiff1d(np.arange(point.lam.size), domains)
+    fixed_value = float(offsets[dropped].max()) if dropped.size else -np.inf
+    direction = np.zeros_like(point.lam)
+    if sub_value >= fixed_value:
+        direction[domains] = sub_lam
+    else:
+        direction[dropped[np.argmax(offsets[dropped])]] = 1.0
+    slope = max(sub_value, fixed_value) - point.lower
+    if not slope > _ROUNDING * max(1.0, abs(point.lower)):
+        return None, 0.0
+    # A direction found on the simplex is shortened to stay in Lambda (phi is concave, so
+    # the slope per unit step is unchanged).
+    d = direction - point.lam
+    reach = _reach(prior, point.lam, d)
+    return d * reach, slope * reach
+
+
+def _interior_to_extra_constraints(prior: PriorSet, lam) -> bool:
+    """Whether ``lam`` meets Lambda's bounds and polytope rows (beyond the simplex) strictly."""
+    lo, hi = prior.bounds()
+    if ((lo > 0) & (lam <= lo)).any() or ((hi < 1) & (lam >= hi)).any():
+        return False
+    return prior.A is None or bool((prior.A @ lam < prior.b).all())
+
+
+def _reach(prior: PriorSet, lam, d) -> float:
+    """``min(1, max{t : lam + t d in Lambda})`` for a direction ``d`` summing to zero."""
+    lo, hi = prior.bounds()
+    t = 1.0
+    down, up = d < 0, d > 0
+    if down.any():
+        t = min(t, float(((lam - lo)[down] / -d[down]).min()))
+    if up.any():
+        t = min(t, float(((hi - lam)[up] / d[up]).min()))
+    if prior.A is not None:
+        rate = prior.A @ d
+        rising = rate > 0
+        if rising.any():
+            t = min(t, float(((prior.b - prior.A @ lam)[rising] / rate[rising]).min()))
+    return max(t, 0.0)
+
+
+def _kink_subproblem(oracle: _FullFamily, point: _Point, prior: PriorSet):
+    """The robust problem over the best-response set ``B`` at a kink of phi.
+
+    With ``q = hi`` fixed on ``S = supp(D_lam)``, the objective is
+    ``lam' . (c' + K'(r))`` over ``r`` on ``S^c`` with ``lo <= r <= hi`` and
+    ``sum r = mass - sum_S hi``, where ``c'_k = c_k + sum_{x in S} D_k log(D_k / hi)``
+    and ``K'`` the (unnormalised) relative entropy of ``D_k`` restricted to ``S^c``.
+    On the whole simplex the domains without mass on ``S^c`` (those of ``lam``'s support
+    among them) only add the constant ``max c'_k`` and are left out; this keeps every
+    kink of the sub-problem on a nonempty support, so the recursion shrinks ``S^c``.
+
+    Returns
+    -------
+    oracle : _FullFamily or None
+        The sub-problem (None when no domain is left).
+    prior : PriorSet
+    domains : ndarray of int
+        The parent's domains kept, in order.
+    offsets : ndarray (p,)
+        ``c'`` for every domain of the parent.
+    """
+    S = point.state["support"]
+    off = ~S
+    hi_S = oracle.hi[S]
+    offsets = oracle.offsets + rel_entr(oracle.D[:, S], hi_S).sum(axis=1)
+    D_off = oracle.D[:, off]
+    p = oracle.D.shape[0]
+    if prior.is_simplex:
+        domains = np.flatnonzero((D_off > 0).any(axis=1))
+        sub_prior = PriorSet(domains.size) if domains.size else None
+    else:
+        domains, sub_prior = np.arange(p), prior
+    if not domains.size:
+        return None, None, domains, offsets
+    sub = _FullFamily(
+        np.ascontiguousarray(D_off[domains]),
+        oracle.lo[off],
+        oracle.hi[off],
+        mass=oracle.mass - float(hi_S.sum()),
+        offsets=offsets[domains],
     )
-    return result.warn_if_not_converged()
+    return sub, sub_prior, domains, offsets
 
 
 def _bfgs_update(B, s, y) -> np.ndarray:

@@ -100,7 +100,7 @@ def test_hessian_matches_finite_differences_of_the_gradient():
     p, n = 4, 400
     D = rng.dirichlet(np.ones(n), size=p)
     P = 0.5 * D + 0.5 * rng.dirichlet(np.ones(n), size=p)
-    oracle = _FullFamily(D, P)
+    oracle = _FullFamily.of_experts(D, P)
     lam = rng.dirichlet(np.ones(p) * 3)
     point = oracle(lam)
     h = 1e-6
@@ -116,7 +116,7 @@ def test_gradient_is_the_kl_vector():
     p, n = 3, 50
     D = rng.dirichlet(np.ones(n), size=p)
     P = 0.5 * D + 0.5 * rng.dirichlet(np.ones(n), size=p)
-    oracle = _FullFamily(D, P)
+    oracle = _FullFamily.of_experts(D, P)
     lam, d, h = np.array([0.2, 0.3, 0.5]), np.array([1.0, -0.4, -0.6]), 1e-6
     fd = (oracle(lam + h * d).lower - oracle(lam - h * d).lower) / (2 * h)
     assert fd == pytest.approx(oracle(lam).kl @ d, rel=1e-7)

@@ -6,11 +6,8 @@ and certified gap); importing lazily keeps :mod:`theory.claims` importable on it
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import warnings
-
-import numpy as np
 
 from theory.result import ToleranceWarning
 
@@ -35,26 +32,19 @@ def robust(D, P, **options):
             warnings.simplefilter("ignore", UserWarning)
             reference = solve(D, P, **{**options, "solver": "cvxpy"})
             res = reference if reference.gap < res.gap else res
-    return dataclasses.replace(res, q=_nonnegative(res.q))
-
-
-def _nonnegative(q) -> np.ndarray:
-    """Rounding can leave entries like -1e-17 where the model is zero; KL would read them as
-    mass outside the support (infinite), so they are set to zero."""
-    return np.maximum(np.asarray(q, dtype=np.float64), 0.0)
+    return res
 
 
 def fixed_mixture(D, P, lam, **options):
     """``theory.solve.solve_fixed_mixture``: ``min_{g} KL(D_lam || pi_g)`` over a gate family, certified."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ToleranceWarning)
-        res = importlib.import_module("theory.solve").solve_fixed_mixture(D, P, lam, **options)
-    return dataclasses.replace(res, q=_nonnegative(res.q))
+        return importlib.import_module("theory.solve").solve_fixed_mixture(D, P, lam, **options)
 
 
 def best_response(D, P, lam, **options):
     """``theory.best_response.best_response``: the gated model minimising ``KL(D_lam || q)`` over G1."""
-    return _nonnegative(importlib.import_module("theory.best_response").best_response(D, P, lam, **options))
+    return importlib.import_module("theory.best_response").best_response(D, P, lam, **options)
 
 
 def fixed_point(D, P, **options):
