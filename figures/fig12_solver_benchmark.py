@@ -42,6 +42,13 @@ def benchmark_caption(table: pd.DataFrame) -> Caption:
     held = bool(worst <= 1e-6 and (table.status == "optimal").all())
     text = (f"Exact solvers: the certified dual solver matches cvxpy/Clarabel to {worst:.1e} nats at "
             f"{len(compared)} sizes, {compared.speedup_vs_cvxpy.min():.0f}-{compared.speedup_vs_cvxpy.max():.0f}x "
-            f"faster (timings on a shared, loaded machine), up to n = {int(table.n.max())} outcomes; "
+            f"faster{_load_note(table)}, up to n = {int(table.n.max())} outcomes; "
             f"{int((table.status == 'optimal').sum())}/{len(table)} runs optimal")
     return Caption(text, held, "dual solver agrees with cvxpy and is faster", output=OUTPUT)
+
+
+def _load_note(table: pd.DataFrame) -> str:
+    """The machine's 1-minute load average during the run, which timings depend on."""
+    if "load1" not in table.columns or table.load1.isna().all():
+        return ""
+    return f" (1-minute load average {float(table.load1.max()):.1f} during the run)"
