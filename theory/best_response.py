@@ -396,6 +396,26 @@ def _polished_step(G, blocks, W, S, cs: _CellStructure) -> np.ndarray | None:
     return d
 
 
+def _descend(v, cs: _CellStructure, W, f: float, G, d):
+    """Backtracking (Armijo) search for ``min_t -sum_x v log q_{W + t d}`` from ``t = 1``.
+
+    Returns ``(W + t d, q, objective, t)`` for the first accepted ``t``, or None.
+    """
+    if d is None:
+        return None
+    slope = float((G * d).sum())
+    step = 1.0
+    # A slope of rounding size (e.g. a step that only restores the mass) is tried too.
+    while step > 1e-12 and slope < _ROUNDING * abs(f):
+        W_try = W + step * d
+        q_try = cs.model(W_try)
+        f_try = _objective(v, q_try)
+        if f_try <= f + 1e-4 * step * min(slope, 0.0) + _ROUNDING * abs(f):
+            return W_try, q_try, f_try, step
+        step *= 0.5
+    return None
+
+
 def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_iter: int = 100) -> GateWeightsFit:
     """Minimise ``-sum_x v(x) log q_W(x)``, ``q_W(x) = sum_k W[cell(x), k] P_k(x)``.
 
@@ -444,26 +464,19 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
         weight = np.divide(r, q, out=np.zeros_like(v), where=v > 0)
         blocks = [(P[:, idx] * weight[idx]) @ P[:, idx].T for idx in cs.members]
         S = _newton_qp(G, blocks, W, mu * max(1.0, max(np.trace(b) for b in blocks)), cs)
-        accepted = False
-        for d in _polished_step(G, blocks, W, S, cs), S - W:
-            if d is None:
-                continue
-            slope = float((G * d).sum())
-            step = 1.0
-            # A slope of rounding size (e.g. a step that only restores the mass) is tried too.
-            while step > 1e-12 and slope < _ROUNDING * abs(f):
-                W_try = W + step * d
-                q_try = cs.model(W_try)
-                f_try = _objective(v, q_try)
-                if f_try <= f + 1e-4 * step * min(slope, 0.0) + _ROUNDING * abs(f):
-                    accepted = True
-                    break
-                step *= 0.5
-            if accepted:
-                break
-        if not accepted:
+        trial = _descend(v, cs, W, f, G, _polished_step(G, blocks, W, S, cs))
+        if trial is None or trial[2] > f - _ROUNDING * abs(f):
+            # The polished step made no strict progress: its face can be wrong when the QP
+            # raises a weight from zero by less than the active threshold (near-disjoint
+            # experts, where that weight is all a domain's outcomes have). The QP's own step
+            # then moves it; it is kept only when it does strictly better.
+            plain = _descend(v, cs, W, f, G, S - W)
+            if plain is not None and (trial is None or plain[2] < trial[2] - _ROUNDING * abs(f)):
+                trial = plain
+        if trial is None:
             # No descent left at working precision: the Frank-Wolfe gap is the final word.
             break
+        W_try, q_try, f_try, step = trial
         W, q, f = W_try, q_try, f_try
         mu = mu / 10 if step == 1.0 else mu * 10
     else:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.best_response import best_response, water_fill
+from theory.best_response import best_response, family_cells, fit_gate_weights, water_fill
 from theory.certificate import dual_function
 from theory.cvx import solve_cvxpy
 from theory.divergences import kl
@@ -131,3 +131,21 @@ def test_degenerate_water_fill_stays_in_the_box_when_the_support_overshoots_by_r
     assert nu == 0.0
     assert np.all(q >= lo) and np.all(q <= hi)
     np.testing.assert_array_equal(q[2:], 0.0)
+
+
+@pytest.mark.parametrize("lam", [[0.56, 0.007, 0.433], [0.007, 0.73, 0.263]], ids=["small-second", "small-first"])
+def test_constant_fit_raises_a_weight_from_zero_on_near_disjoint_experts(lam):
+    # Experts leak 1e-10 of their mass: the weight of a domain with little mass is all
+    # its outcome has, and the QP raises it from zero by less than the polished step's
+    # active threshold. The fit used to keep that weight at zero for 100 iterations and
+    # stop with a Frank-Wolfe gap of 1.8e8 (KL 0.85 nats instead of 1e-11).
+    D, P = leaky_instance(0, 3, 3, 1e-10, 0.3)
+    lam = np.array(lam)
+    labels, n_cells = family_cells("constant", None, 3)
+    fit = fit_gate_weights(lam @ D, P, labels, n_cells)
+    assert fit.fw_gap <= 1e-12
+    assert np.all(fit.W > 0)
+    reference = solve_cvxpy(D, P, family="constant", mixture=lam)
+    assert reference.status == "optimal"
+    assert kl(lam @ D, fit.q) <= reference.value + 1e-12
+    assert kl(lam @ D, fit.q) == pytest.approx(reference.value, abs=1e-10)
