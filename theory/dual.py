@@ -465,6 +465,10 @@ def _ascend(oracle, prior: PriorSet, tol: float, max_iter: int) -> _Ascent:
             if d is not None and run.gap > tol:
                 accepted, step = _line_search(oracle, prior, run, point, d, slope)
                 stalled = False
+        if (accepted is None or stalled) and not quasi_newton and not point.state.get("kink"):
+            snapped = _snap_to_face(oracle, prior, run, point)
+            if snapped is not None:
+                accepted, step, stalled = snapped, 0.0, False
         history["lower"].append(run.best_low.lower)
         history["upper"].append(run.up_value)
         history["gap"].append(run.gap)
@@ -478,6 +482,41 @@ def _ascend(oracle, prior: PriorSet, tol: float, max_iter: int) -> _Ascent:
         mu = max(mu / 10, 1e-14) if step == 1.0 else min(mu * 10, 1e6)
         point = accepted
     return run
+
+
+def _snap_to_face(oracle, prior: PriorSet, run: _Ascent, point: _Point) -> _Point | None:
+    """The best point, if better than ``point``, among its projections onto nearby faces of Lambda.
+
+    Where ``lam*`` sits on a face on which ``D_lam`` loses outcomes (a vertex ``e_j`` of
+    disjoint domains), the Hessian of phi grows like ``1 / lam_k`` towards it: Newton
+    steps only shrink the distance geometrically and never land, so the kink there is
+    never resolved. The candidates put the ``m`` weights nearest their lower bounds on
+    them (``m = 1 .. p - 1``) and hand their mass to the others in proportion to the
+    room below the upper bounds; those leaving Lambda are skipped. Every evaluated point
+    is offered to the certificate.
+    """
+    lo, hi = prior.bounds()
+    lam = point.lam
+    order = np.argsort(lam - lo, kind="stable")
+    best = None
+    for m in range(1, lam.size):
+        drop = order[:m]
+        if not (lam[drop] > lo[drop]).any():
+            continue
+        trial_lam = lam.copy()
+        trial_lam[drop] = lo[drop]
+        room = np.where(np.isin(np.arange(lam.size), drop), 0.0, hi - trial_lam)
+        if not room.sum() > 0:
+            continue
+        trial_lam += (1.0 - trial_lam.sum()) * room / room.sum()
+        if not prior.contains(trial_lam, tol=1e-12):
+            continue
+        trial = oracle(trial_lam)
+        run.evaluations += 1
+        run.offer(trial, prior)
+        if trial.lower > (point.lower if best is None else best.lower):
+            best = trial
+    return best
 
 
 def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float) -> tuple[_Point | None, float]:

@@ -149,3 +149,27 @@ def test_constant_fit_raises_a_weight_from_zero_on_near_disjoint_experts(lam):
     assert reference.status == "optimal"
     assert kl(lam @ D, fit.q) <= reference.value + 1e-12
     assert kl(lam @ D, fit.q) == pytest.approx(reference.value, abs=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("n", "seed", "leak", "noise", "u", "vertex"),
+    [
+        (5, 2892080570, 0.8596072407986908, 0.3374366146569697, 0.09505051960845093, 1),
+        (11, 1616179255, 0.7675694075686131, 0.8514216287118251, 0.22214146215084357, 3),
+    ],
+    ids=["p4-n5", "p4-n11"],
+)
+def test_box_prior_lands_on_the_vertex(n, seed, leak, noise, u, vertex):
+    # lam* = e_j with an upper bound on lam_1: Newton steps towards the vertex only shrank
+    # the distance (phi's Hessian grows like 1 / lam_k there), the kink at e_j was never
+    # resolved, and the solver stopped not_converged with gap 0.05 (0.0015).
+    D, P = leaky_instance(seed, 4, n, leak, noise)
+    prior = PriorSet(4, upper=np.array([u, 1.0, 1.0, 1.0]))
+    res = solve_dual(D, P, prior=prior)
+    assert_certificate(res, D, P, prior)
+    assert res.info["kinks"] >= 1
+    np.testing.assert_allclose(res.lam, np.eye(4)[vertex], atol=1e-12)
+    reference = solve_cvxpy(D, P, prior=prior)
+    assert reference.gap <= 1e-9
+    assert res.lower <= reference.value + 1e-12
+    assert res.value == pytest.approx(reference.value, abs=CLARABEL_TOL)
