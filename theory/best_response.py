@@ -428,8 +428,10 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
     ``H_c = sum_{x in c} v(x) / q(x)^2 P(x) P(x)'``; each step solves the QP
     ``min <G, d> + 1/2 d' (H + mu I) d`` over the polytope with Clarabel, followed by a
     backtracking (Armijo) line search, with a Levenberg-Marquardt ``mu`` adapted to the
-    step's success. It stops when the Frank-Wolfe gap ``<G, W> - min_S <G, S>`` (an
-    upper bound on the suboptimality, by convexity) is at most ``tol``, or when three
+    step's success; the Newton step is polished on the face the QP picks, and the QP's
+    own step is taken when the polished one makes no strict progress. It stops when the
+    Frank-Wolfe gap ``<G, W> - min_S <G, S>`` (an upper bound on the suboptimality, by
+    convexity) is at most ``tol``, or when three
     steps have not shrunk it (its rounding floor; typically 1e-13..1e-11 nats).
 
     Returns

@@ -438,7 +438,8 @@ def _ascend(oracle, prior: PriorSet, tol: float, max_iter: int) -> _Ascent:
     Each step solves the QP ``max g.d - 1/2 d' (mu I - H) d`` over ``lam + d in Lambda``
     and line-searches on phi; at a kink of phi (a degenerate water-fill) where the QP
     finds no ascent, :func:`_resolve_kink` supplies the certifying model and the steepest
-    ascent direction.
+    ascent direction. Where the exact-Hessian steps stall short of a face of Lambda,
+    :func:`_snap_to_face` moves onto it.
     """
     p = oracle.D.shape[0]
     qp = _StepQP(prior)
