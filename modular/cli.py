@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="AdamW learning rate of the gate; default 0.05 (tabular, linear) or 0.005 (mlp, sequence: "
                           "at 0.05 the MLP gate diverged and lambda collapsed to a vertex on a 3-domain test set)")
     fit.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
-                     help="cosine: anneal the gate's learning rate to zero (less minibatch noise at the end)")
+                     help="cosine: anneal the gate's learning rate to zero (Z and value closer to the optimum on long "
+                          "minibatch runs, lambda further from lambda*; no gain with whole batches or short runs)")
     fit.add_argument("--lam-lr", type=float, default=0.1, help="exponentiated-gradient step on lambda")
     fit.add_argument("--batch-size", type=int, default=256, help="samples per domain (and expert) per step")
     fit.add_argument("--z-estimator", choices=Z_ESTIMATORS,

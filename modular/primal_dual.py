@@ -298,7 +298,12 @@ def fit_robust_gate(
         with its weights: the exact population objective of weighted enumerations).
     lr, lr_schedule, weight_decay
         AdamW on theta; ``lr_schedule="cosine"`` decays the learning rate to zero over
-        ``steps`` (cosine annealing), which averages out minibatch noise.
+        ``steps`` (cosine annealing), which averages out the gate's minibatch noise: on
+        long minibatch runs it brings Z and the value closer to the optimum, but lam
+        (whose step ``lam_lr`` is not annealed) then chases the nearly frozen gate and
+        its average lands further from ``lam*``, short runs end worse, and full-batch
+        runs gain nothing. Hence the default ``"constant"``; pass ``"cosine"`` for long
+        minibatch fits whose value and Z matter more than lam.
     lam_lr, mu_lr, penalty, mu0, z_decay
         Exponentiated-gradient step on lam; dual-ascent step on mu; augmented-Lagrangian
         weight; initial mu; EMA factor of Z.
