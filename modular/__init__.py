@@ -9,6 +9,7 @@ causal router (:mod:`modular.distill`).
 
 from modular.data import SampleSet, load_npz, sample_set
 from modular.device import resolve_device
+from modular.gate_io import LoadedGate, gate_config, load_gate, save_gate
 from modular.gates import (
     GATE_KINDS,
     CausalSequenceGate,

@@ -94,6 +94,7 @@ class MLPGate(nn.Module):
     def __init__(self, d: int, p: int, *, hidden: int = 64, depth: int = 2, mean=None, std=None):
         super().__init__()
         self.d, self.p = int(d), int(p)
+        self.hidden, self.depth = int(hidden), int(depth)
         self.standardise = _Standardise(self.d, mean, std)
         layers: list[nn.Module] = []
         width = self.d
@@ -119,6 +120,7 @@ class CausalSequenceGate(nn.Module):
     def __init__(self, vocab: int, p: int, *, embed: int = 16, hidden: int = 32):
         super().__init__()
         self.vocab, self.p = int(vocab), int(p)
+        self.embed_dim, self.hidden = int(embed), int(hidden)
         self.bos = self.vocab
         self.embed = nn.Embedding(self.vocab + 1, embed)
         self.rnn = nn.GRU(embed, hidden, batch_first=True)
