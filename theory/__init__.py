@@ -2,39 +2,71 @@
 
 numpy, scipy and cvxpy only (no torch). Domains ``D`` and experts ``P`` are
 (p x n) arrays of probability distributions over n outcomes; all divergences in nats.
+
+The public names below are imported on first use (PEP 562), so that ``import theory``
+and ``from theory.errors import InputError`` stay cheap: cvxpy, for instance, is only
+imported when the cvxpy solver or the polytope projection is used.
 """
 
-from theory.best_response import GateWeightsFit, best_response, fit_gate_weights, water_fill
-from theory.capacity import CapacityResult, blahut_arimoto
-from theory.certificate import dual_function
-from theory.cvx import solve_cvxpy
-from theory.divergences import cross_entropy, entropy, jsd, kl, mixture
-from theory.errors import (
-    EmptyGateSpaceError,
-    InfeasibleLambdaError,
-    InputError,
-    InvalidDistributionError,
-    InvalidOptionError,
-    ShapeMismatchError,
-    SolverFailedError,
-    UncoveredOutcomeError,
-)
-from theory.dual import solve_dual
-from theory.fixed_point import solve_fixed_point
-from theory.gates import (
-    constant_gate,
-    gate_from_q,
-    gate_mass,
-    gated_model,
-    in_G1,
-    partition_gate,
-    pointwise_hull,
-    renormalise_on_support,
-    require_nonempty_G1,
-)
-from theory.options import FAMILIES
-from theory.prior import PriorSet
-from theory.projection import PriorProjector, nearest_in_prior, project_capped_simplex
-from theory.result import INACCURATE, NOT_CONVERGED, OPTIMAL, SolverResult, ToleranceWarning
-from theory.solve import solve_fixed_mixture, solve_robust
-from theory.validation import as_distributions, as_instance, as_weights
+from __future__ import annotations
+
+import importlib
+
+# Eager: the submodule theory.best_response would otherwise shadow the function of that
+# name once imported (the import system binds submodules on their package).
+from theory.best_response import best_response
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "theory.best_response": ("GateWeightsFit", "fit_gate_weights", "water_fill"),
+    "theory.capacity": ("CapacityResult", "blahut_arimoto"),
+    "theory.certificate": ("dual_function",),
+    "theory.cvx": ("solve_cvxpy",),
+    "theory.divergences": ("cross_entropy", "entropy", "jsd", "kl", "mixture"),
+    "theory.errors": (
+        "EmptyGateSpaceError",
+        "InfeasibleLambdaError",
+        "InputError",
+        "InvalidDistributionError",
+        "InvalidOptionError",
+        "ShapeMismatchError",
+        "SolverFailedError",
+        "UncoveredOutcomeError",
+    ),
+    "theory.dual": ("solve_dual",),
+    "theory.fixed_point": ("solve_fixed_point",),
+    "theory.gates": (
+        "CompactGate",
+        "compact_gate_from_q",
+        "constant_gate",
+        "gate_from_q",
+        "gate_mass",
+        "gated_model",
+        "in_G1",
+        "partition_gate",
+        "pointwise_hull",
+        "renormalise_on_support",
+        "require_nonempty_G1",
+    ),
+    "theory.options": ("FAMILIES",),
+    "theory.prior": ("PriorSet",),
+    "theory.projection": ("PriorProjector", "nearest_in_prior", "project_capped_simplex"),
+    "theory.result": ("INACCURATE", "NOT_CONVERGED", "OPTIMAL", "SolverResult", "ToleranceWarning"),
+    "theory.solve": ("solve_fixed_mixture", "solve_robust"),
+    "theory.validation": ("as_distributions", "as_instance", "as_weights"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted({*_HOME, "best_response"})
+
+
+def __getattr__(name: str):
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'theory' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -20,9 +20,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import clarabel
 import numpy as np
-from scipy import sparse
 
 from theory.errors import EmptyGateSpaceError, InvalidOptionError, ShapeMismatchError
 from theory.gates import pointwise_hull, require_nonempty_G1
@@ -239,6 +237,8 @@ class _CellStructure:
     """Per-cell index sets and expert masses ``m_ck = P_k(cell c)`` of a partition."""
 
     def __init__(self, P, labels, n_cells):
+        from scipy import sparse  # imported on use: theory's start-up stays cheap
+
         self.P = P
         self.labels = labels
         self.n_cells = n_cells
@@ -331,6 +331,9 @@ def _fw_gap(G, W, cs: _CellStructure) -> float:
 
 def _newton_qp(G, blocks, W, mu, cs: _CellStructure) -> np.ndarray:
     """Minimise ``<G, S - W> + 1/2 (S - W)' (H + mu I) (S - W)`` over the gate polytope."""
+    import clarabel
+    from scipy import sparse
+
     C, p = G.shape
     Hm = sparse.block_diag(blocks, format="csc") + mu * sparse.eye(C * p, format="csc")
     lin = G.ravel() - Hm @ W.ravel()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linprog
 
 from theory.errors import InfeasibleLambdaError, ShapeMismatchError
 
@@ -66,6 +65,9 @@ class PriorSet:
         return lo, hi
 
     def _lp(self, c):
+        # Imported here: scipy.optimize costs ~0.3 s, and only polytope priors need an LP.
+        from scipy.optimize import linprog
+
         lo, hi = self.bounds()
         return linprog(
             -np.asarray(c, dtype=np.float64),

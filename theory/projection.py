@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cvxpy as cp
 import numpy as np
 from scipy.optimize import brentq
 
@@ -64,6 +63,8 @@ class PriorProjector:
         self.lo, self.hi = prior.bounds()
         self._problem = None
         if prior.A is not None:
+            import cvxpy as cp  # only polytope priors need the modelling layer
+
             p = prior.p
             self._lam = cp.Variable(p)
             self._log_y = cp.Parameter(p)
@@ -103,6 +104,8 @@ def nearest_in_prior(prior: PriorSet, lam, tol: float = 1e-9) -> np.ndarray:
     lo, hi = prior.bounds()
     if prior.A is None:
         return project_capped_simplex(lam, lo, hi)
+    import cvxpy as cp  # only polytope priors need the modelling layer
+
     mu = cp.Variable(prior.p)
     cons = [cp.sum(mu) == 1, mu >= lo, mu <= hi, prior.A @ mu <= prior.b]
     cp.Problem(cp.Minimize(cp.sum_squares(mu - lam)), cons).solve(solver="CLARABEL")
