@@ -18,7 +18,8 @@ from theory.best_response import best_response
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
-    "theory.best_response": ("GateWeightsFit", "fit_gate_weights", "water_fill"),
+    "theory.best_response": ("GateWeightsFit", "fit_gate_weights"),
+    "theory.simplex": ("water_fill",),
     "theory.capacity": ("CapacityResult", "blahut_arimoto"),
     "theory.certificate": ("dual_function",),
     "theory.cvx": ("solve_cvxpy",),

@@ -22,150 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.errors import EmptyGateSpaceError, InvalidOptionError, ShapeMismatchError
+from theory.errors import InvalidOptionError
 from theory.gates import pointwise_hull, require_nonempty_G1
 from theory.options import check_family
 from theory.result import ToleranceWarning
+from theory.simplex import water_fill
 from theory.validation import as_instance, as_weights
 
-#: Relative accuracy at which the water-filling level is accepted as exact. The level
-#: solves a piecewise-linear equation, so once Newton lands on the right piece the
-#: residual is pure rounding.
-_WATER_FILL_RTOL = 1e-13
-_WATER_FILL_MAX_STEPS = 200
-#: Outcomes per block in the pass that sums the bounds.
-_BLOCK = 1 << 16
 #: Near the optimum the Newton decrease (~ gap^2) falls below the rounding of the
 #: objective; a step is then accepted when it does not increase the objective beyond
 #: rounding, and the Frank-Wolfe gap at the new point decides whether it helped.
 _ROUNDING = 4 * np.finfo(float).eps
 #: Below this relative Frank-Wolfe gap a stalled Newton iteration has reached its rounding floor.
 _STALL_GAP = 1e-8
-
-
-def water_fill(target, lo, hi, mass: float = 1.0, *, t0: float | None = None) -> tuple[np.ndarray, float]:
-    """Minimise ``-sum_x target(x) log q(x)`` over ``lo <= q <= hi``, ``sum q = mass``.
-
-    The minimiser is ``q = clip(target / nu, lo, hi)`` with the scalar level ``nu > 0``
-    fixed by the mass. With ``t = 1 / nu`` the mass ``S(t) = sum clip(t target, lo, hi)``
-    is piecewise linear and nondecreasing in ``t``, with slope the target mass of the
-    unclipped outcomes; a Newton step on ``t`` is therefore exact as soon as it lands on
-    the right linear piece. Newton steps are safeguarded by a bracket (bisection when a
-    step leaves it), and the final level is recomputed from the clipping pattern so that
-    the free outcomes satisfy ``q = target / nu`` exactly.
-
-    Parameters
-    ----------
-    target : array (n,)
-        Nonnegative weights (e.g. the mixture ``D_lam``). Outcomes with zero target sit
-        at their lower bound.
-    lo, hi : array (n,)
-        Bounds with ``0 <= lo <= hi``.
-    mass : float
-        Required total mass.
-    t0 : float, optional
-        Warm start for ``t = 1 / nu`` (e.g. the level of a nearby problem).
-
-    Returns
-    -------
-    q : ndarray (n,)
-    nu : float
-        The level. ``nu = inf`` when ``sum lo == mass`` (only ``q = lo`` is feasible);
-        ``nu = 0`` in the degenerate case where even ``q = hi`` on the target's support
-        does not reach the mass: the target's support then sits at ``hi`` and the rest of
-        the mass fills the zero-target outcomes by a common fraction of ``hi - lo``
-        (every such split is a minimiser).
-
-    Raises
-    ------
-    EmptyGateSpaceError
-        If ``sum lo > mass`` or ``sum hi < mass``.
-    """
-    target = np.asarray(target, dtype=np.float64)
-    lo = np.asarray(lo, dtype=np.float64)
-    hi = np.asarray(hi, dtype=np.float64)
-    if target.ndim != 1 or lo.shape != target.shape or hi.shape != target.shape:
-        raise ShapeMismatchError(
-            f"water_fill needs 1-D target, lo and hi of one length; got {target.shape}, {lo.shape}, {hi.shape}"
-        )
-    return water_fill_with_totals(target, lo, hi, _totals(target, lo, hi), mass, t0=t0)
-
-
-def water_fill_with_totals(target, lo, hi, totals, mass: float = 1.0, *, t0: float | None = None):
-    """:func:`water_fill` with the four sums of the data given by the caller.
-
-    ``totals = (sum lo, sum hi, sum target, sum_{target > 0} hi + sum_{target = 0} lo)``.
-    Repeated solves on the same bounds (the dual solver) know them without a pass.
-    """
-    lo_sum, hi_sum, tsum, top = totals
-    slack = _WATER_FILL_RTOL * max(mass, 1.0)
-    if lo_sum > mass + slack:
-        raise EmptyGateSpaceError(f"water_fill: the lower bounds sum to {lo_sum:.12g} > mass {mass:.12g}")
-    if hi_sum < mass - slack:
-        raise EmptyGateSpaceError(f"water_fill: the upper bounds sum to {hi_sum:.12g} < mass {mass:.12g}")
-    if lo_sum >= mass - slack:
-        return lo.copy(), float("inf")
-    if top <= mass + slack:
-        return _fill_off_support(target > 0, lo, hi, mass, top), 0.0
-
-    lo_t, hi_t = 0.0, float("inf")
-    t = t0 if (t0 is not None and np.isfinite(t0) and t0 > 0) else mass / tsum
-    q, work = np.empty_like(target), np.empty_like(target)
-    free, below_hi = np.empty(target.shape, dtype=bool), np.empty(target.shape, dtype=bool)
-    for _ in range(_WATER_FILL_MAX_STEPS):
-        np.multiply(target, t, out=q)
-        np.maximum(q, lo, out=q)
-        np.minimum(q, hi, out=q)
-        np.greater(q, lo, out=free)
-        np.less(q, hi, out=below_hi)
-        free &= below_hi
-        total = float(q.sum())
-        # Multiplying by the mask is much faster than a masked sum (sum(where=...)).
-        free_mass = float(np.multiply(q, free, out=work).sum())
-        if abs(total - mass) <= slack and free_mass > 0:
-            break
-        if total < mass:
-            lo_t = t
-        else:
-            hi_t = t
-        # On the current linear piece S(s) = clipped + s * (free target mass).
-        step = t * (mass - (total - free_mass)) / free_mass if free_mass > 0 else -1.0
-        if lo_t < step < hi_t:
-            t = step
-        elif np.isfinite(hi_t):
-            t = 0.5 * (lo_t + hi_t)
-        else:
-            t = 2.0 * t
-    else:
-        raise RuntimeError(f"water_fill: no level found in {_WATER_FILL_MAX_STEPS} steps (mass {total!r} vs {mass!r})")
-    # Rescale the free outcomes so the mass is exact: q_F = target_F / nu.
-    scale = (mass - (total - free_mass)) / free_mass
-    np.multiply(q, scale, out=q, where=free)
-    return q, 1.0 / (t * scale)
-
-
-def _totals(target, lo, hi) -> tuple[float, float, float, float]:
-    """``sum lo``, ``sum hi``, ``sum target`` and ``S(inf) = sum_{target>0} hi + sum_{target=0} lo``."""
-    out = np.zeros(4)
-    for a in range(0, target.shape[0], _BLOCK):
-        tc, lc, hc = target[a : a + _BLOCK], lo[a : a + _BLOCK], hi[a : a + _BLOCK]
-        out += (lc.sum(), hc.sum(), tc.sum(), np.where(tc > 0, hc, lc).sum())
-    return tuple(float(x) for x in out)
-
-
-def _fill_off_support(support, lo, hi, mass, top) -> np.ndarray:
-    """Degenerate water-fill: target support at ``hi``, the missing mass off the support.
-
-    The common fraction of the room is confined to [0, 1]: ``top`` may exceed ``mass``
-    by the water-fill's rounding slack, and a negative fraction would push ``q`` below
-    ``lo`` (below zero where ``lo = 0``).
-    """
-    q = np.where(support, hi, lo)
-    room = np.where(support, 0.0, hi - lo)
-    room_sum = float(room.sum())
-    if room_sum > 0:
-        q += room * min(max((mass - top) / room_sum, 0.0), 1.0)
-    return q
 
 
 def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:

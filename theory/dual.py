@@ -19,23 +19,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from typing import Callable
+
 import clarabel
 import numpy as np
 from scipy import sparse
-from scipy.linalg import null_space
+from scipy.linalg import blas, null_space
 from scipy.special import rel_entr
 from threadpoolctl import threadpool_limits
 
-from theory.best_response import family_cells, fit_gate_weights, water_fill_with_totals
+from theory.best_response import family_cells, fit_gate_weights
+from theory.blocks import BLOCK, block, is_mapped, release, spans
 from theory.errors import InvalidOptionError
-from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, pointwise_hull, require_nonempty_G1
-from theory.options import as_prior, check_family
+from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, require_nonempty_G1
+from theory.options import as_prior, check_family, check_tol
 from theory.prior import PriorSet
 from theory.result import NOT_CONVERGED, OPTIMAL, SolverResult
-from theory.validation import as_instance
+from theory.simplex import BlockBuffers, WaterLevel, top_mass, water_level, write_block, write_model
+from theory.validation import as_instance, scan_instance
 
-#: Outcomes per block in passes over the (p x n) arrays, so temporaries stay O(chunk p).
-CHUNK = 1 << 15
 #: Steps whose gain is below the rounding of phi are accepted on the model's word;
 #: the certificate at the new point is recomputed, so nothing unverified is reported.
 _ROUNDING = 4 * np.finfo(float).eps
@@ -44,38 +46,64 @@ _STALL = 3
 #: Mass left over by a water-fill with ``nu = 0`` above which its best response is not
 #: unique (a kink of phi); below it every member of the best-response set agrees to rounding.
 _KINK_SLACK = 1e-13
+#: From this many domains on, the p x p moments dominate the passes: the Gram matrix is
+#: a symmetric rank-k update (half the flops of a product) and BLAS may use every core.
+LARGE_P = 64
+#: ``log`` of the smallest positive double: ``log(max(x, SMALLEST))`` is exact for every
+#: ``x > 0``, subnormals included (``log(max(x, tiny))`` is not: it bounds KLs wrongly).
+SMALLEST = np.nextafter(0.0, 1.0)
 
 
 @dataclass
 class _Point:
-    """One evaluation of the dual at ``lam``: certified lower bound and its best response."""
+    """One evaluation of the dual at ``lam``: certified lower bound and its best response.
+
+    ``q`` is the best response as an array, or None for the full family, whose model is
+    written on request from ``level`` (:class:`theory.simplex.WaterLevel`) and ``lam``
+    (:meth:`_FullFamily.model`): at large n every kept model would be another n floats.
+    """
 
     lam: np.ndarray
     lower: float
     kl: np.ndarray
-    q: np.ndarray
+    q: np.ndarray | None
     hessian: np.ndarray | None = None
     state: dict = field(default_factory=dict)
+    level: WaterLevel | None = None
 
 
 def _neg_entropies(D) -> np.ndarray:
     """``-H(D_k) = sum_x D_k log D_k`` for every row, over blocks of outcomes (0 log 0 = 0)."""
     out = np.zeros(D.shape[0])
-    tiny = np.finfo(float).tiny
-    for a in range(0, D.shape[1], CHUNK):
-        Dc = D[:, a : a + CHUNK]
-        # D log max(D, tiny) is exactly 0 where D = 0 and D log D elsewhere.
-        out += (Dc * np.log(np.maximum(Dc, tiny))).sum(axis=1)
+    for a, b in spans(D.shape[1]):
+        Dc = block(D, a, b)
+        out += (Dc * np.log(np.maximum(Dc, SMALLEST))).sum(axis=1)
     return out
 
 
 def _kl_rows(D, q, neg_ent) -> np.ndarray:
     """``KL(D_k || q)`` for every row (``+inf`` where ``q`` misses D_k's support)."""
     zero = q <= 0
-    kl = neg_ent - D @ np.log(q, out=np.zeros_like(q), where=~zero)
+    kl = neg_ent - D @ np.log(np.maximum(q, SMALLEST))
     if zero.any():
         kl[(D[:, zero] > 0).any(axis=1)] = np.inf
     return kl
+
+
+def _gram_update(gram, Dc, weight) -> None:
+    """``gram += Dc diag(weight) Dc'`` (``weight >= 0``); a rank-k update for large p."""
+    if Dc.shape[0] >= LARGE_P:
+        A = Dc * np.sqrt(weight)
+        # Upper triangle only; mirrored once at the end of the pass.
+        gram += blas.dsyrk(1.0, A)
+    else:
+        gram += (Dc * weight) @ Dc.T
+
+
+def _mirror(gram, p) -> np.ndarray:
+    if p >= LARGE_P:
+        return np.triu(gram) + np.triu(gram, 1).T
+    return gram
 
 
 class _FullFamily:
@@ -86,40 +114,64 @@ class _FullFamily:
     robust problem itself (``c = 0``, mass one) and, at a degenerate best response, the
     smaller problem that picks the certifying member of the best-response set
     (:func:`_kink_subproblem`), whose rows need not sum to one.
+
+    Memory: the hull ``lo, hi`` and one buffer for ``D_lam`` (3 n floats); every pass
+    over ``D`` goes block by block (memory-mapped inputs included), and the models of
+    evaluated points are rewritten from their water level rather than kept.
     """
 
-    def __init__(self, D, lo, hi, *, mass: float = 1.0, offsets=None):
+    def __init__(self, D, lo, hi, *, mass: float = 1.0, offsets=None, neg_ent=None, row_mass=None):
         self.D = D
         self.lo, self.hi = lo, hi
         self.mass = mass
         self.offsets = np.zeros(D.shape[0]) if offsets is None else offsets
-        self.neg_ent = _neg_entropies(D)
-        self.row_mass = D.sum(axis=1)
+        self.neg_ent = _neg_entropies(D) if neg_ent is None else neg_ent
+        self.row_mass = D.sum(axis=1) if row_mass is None else row_mass
         self.sums = (float(self.lo.sum()), float(self.hi.sum()))
         self.top = {}
-        self.level = None
+        self.t_warm = None
+        self.v = np.empty(D.shape[1])
+        self.v_lam = None
+
+    @classmethod
+    def of_scan(cls, scan) -> "_FullFamily":
+        """The robust problem itself (from :func:`theory.validation.scan_instance`); its experts give the gate."""
+        oracle = cls(scan.D, scan.lo, scan.hi, neg_ent=scan.neg_ent, row_mass=scan.row_mass)
+        oracle.P = scan.P
+        if oracle.sums[0] > 1 + MEMBERSHIP_TOL or oracle.sums[1] < 1 - MEMBERSHIP_TOL:
+            require_nonempty_G1(np.vstack([scan.lo, scan.hi]))  # raises EmptyGateSpaceError with the remedy
+        return oracle
 
     @classmethod
     def of_experts(cls, D, P) -> "_FullFamily":
-        """The robust problem itself; its experts give the gate."""
-        oracle = cls(D, *pointwise_hull(P))
-        oracle.P = P
-        if oracle.sums[0] > 1 + MEMBERSHIP_TOL or oracle.sums[1] < 1 - MEMBERSHIP_TOL:
-            require_nonempty_G1(P)  # raises EmptyGateSpaceError with the remedy
-        return oracle
+        """The robust problem for validated float64 arrays ``D``, ``P``."""
+        return cls.of_scan(scan_instance(D, P, check=False))
+
+    def _mix(self, lam) -> np.ndarray:
+        """``D_lam = lam @ D`` into the oracle's buffer (one pass over D)."""
+        D, v = self.D, self.v
+        if isinstance(D, np.ndarray) and D.dtype == np.float64 and D.flags.c_contiguous and not is_mapped(D):
+            np.dot(lam, D, out=v)
+        else:
+            for a, b in spans(D.shape[1]):
+                np.dot(lam, block(D, a, b), out=v[a:b])
+                release(D, a, b)
+        self.v_lam = lam.copy()
+        return v
 
     def __call__(self, lam) -> _Point:
-        v = lam @ self.D
+        v = self._mix(lam)
         support = tuple(lam > 0)
         if support not in self.top:
             # S(inf) of the water-filling depends on lam only through its support.
-            self.top[support] = float(np.where(v > 0, self.hi, self.lo).sum())
+            self.top[support] = top_mass(v, self.lo, self.hi)
         top = self.top[support]
         totals = (*self.sums, float(lam @ self.row_mass), top)
-        q, nu = water_fill_with_totals(v, self.lo, self.hi, totals, self.mass, t0=self.level)
+        level = water_level(v, self.lo, self.hi, totals, self.mass, t0=self.t_warm)
+        nu = level.nu
         if 0 < nu < np.inf:
-            self.level = 1.0 / nu
-        kl, gram, s = self._moments(v, q)
+            self.t_warm = 1.0 / nu
+        kl, gram, s = self._moments(v, level)
         lower = float(lam @ np.where(lam > 0, kl, 0.0))
         # The Hessian of phi (DESIGN 2.1 water-filling, F = unclipped outcomes):
         #   -[sum_F D_k D_j / D_lam - (sum_F D_k)(sum_F D_j) / sum_F D_lam].
@@ -128,41 +180,73 @@ class _FullFamily:
         # nu = 0 with mass left over: the support of D_lam sits at hi and the rest of the
         # mass may go anywhere off it, so the best response (and the gradient) is not unique.
         kink = nu == 0.0 and self.mass - top > _KINK_SLACK * max(self.mass, 1.0)
-        return _Point(lam=lam, lower=lower, kl=kl, q=q, hessian=hessian, state={"kink": kink, "support": v > 0})
+        state = {"kink": kink, "passes": level.passes}
+        if kink:
+            state["support"] = v > 0
+        return _Point(lam=lam, lower=lower, kl=kl, q=None, hessian=hessian, state=state, level=level)
+
+    def model(self, point: _Point, out=None) -> np.ndarray:
+        """The best response ``q`` of ``point`` (written from its level; a new array unless ``out``)."""
+        if point.q is not None:
+            return point.q
+        v = self.v if (self.v_lam is not None and np.array_equal(self.v_lam, point.lam)) else self._mix(point.lam)
+        out = np.empty_like(v) if out is None else out
+        write_model(out, v, self.lo, self.hi, point.level)
+        if out is v:
+            self.v_lam = None
+        return out
 
     def kl_of(self, q) -> np.ndarray:
         """``c_k + K_k(q)`` for every row, at a model ``q`` of this problem."""
-        return self.offsets + _kl_rows(self.D, q, self.neg_ent)
+        return self.offsets + _kl_rows(np.asarray(self.D, dtype=np.float64), q, self.neg_ent)
 
-    def _moments(self, v, q):
+    def _moments(self, v, level):
         """One blocked pass over D: ``KL(D_k || q)``, ``sum_F D_k D_j / v`` and ``sum_F D_k``.
 
-        Blocks keep every temporary at O(CHUNK p) and in cache.
+        The model ``q`` is written block by block from the level and never stored; blocks
+        keep every temporary at O(BLOCK p) and in cache.
         """
         D = self.D
         p, n = D.shape
         gram = np.zeros((p, p))
         dots = np.zeros((p, 2))
         missed = np.zeros(p, dtype=bool)
-        tiny = np.finfo(float).tiny
-        for a in range(0, n, CHUNK):
-            Dc = D[:, a : a + CHUNK]
-            vc, qc = v[a : a + CHUNK], q[a : a + CHUNK]
-            free = (qc > self.lo[a : a + CHUNK]) & (qc < self.hi[a : a + CHUNK]) & (vc > 0)
-            # log(max(q, tiny)) is finite; rows with mass where q = 0 are set to inf below.
-            dots[:, 0] += Dc @ np.log(np.maximum(qc, tiny))
-            dots[:, 1] += Dc @ free.astype(np.float64)
-            gram += (Dc * (free / np.maximum(vc, tiny))) @ Dc.T
+        qbuf = np.empty(min(BLOCK, n))
+        wbuf = np.empty(min(BLOCK, n))
+        free = np.empty(min(BLOCK, n), dtype=bool)
+        below = np.empty(min(BLOCK, n), dtype=bool)
+        buffers = BlockBuffers(n)
+        for a, b in spans(n):
+            m = b - a
+            Dc = block(D, a, b)
+            vc, lc, hc = v[a:b], self.lo[a:b], self.hi[a:b]
+            qc = write_block(qbuf[:m], vc, lc, hc, level, buffers)
+            fc, bc, wc = free[:m], below[:m], wbuf[:m]
+            np.greater(qc, lc, out=fc)
+            np.less(qc, hc, out=bc)
+            fc &= bc
+            np.greater(vc, 0.0, out=bc)
+            fc &= bc
+            # log(max(q, SMALLEST)) is exact for q > 0; rows with mass where q = 0 are set to inf below.
+            np.maximum(qc, SMALLEST, out=wc)
+            np.log(wc, out=wc)
+            dots[:, 0] += Dc @ wc
+            np.copyto(wc, fc)
+            dots[:, 1] += Dc @ wc
+            np.divide(fc, np.maximum(vc, np.finfo(float).tiny), out=wc)
+            _gram_update(gram, Dc, wc)
             zero = qc <= 0
             if zero.any():
                 missed |= (Dc[:, zero] > 0).any(axis=1)
+            release(D, a, b)
         kl = self.offsets + self.neg_ent - dots[:, 0]
         kl[missed] = np.inf
-        return kl, gram, dots[:, 1]
+        return kl, _mirror(gram, p), dots[:, 1]
 
-    def gate(self, point: _Point) -> np.ndarray:
-        """A gate realising the best response ``q`` (:func:`theory.gates.gate_from_q`)."""
-        return gate_from_q(point.q, self.P)
+    def gate(self, point: _Point, q) -> Callable[[], np.ndarray]:
+        """A gate realising the best response ``q``, built on request (:func:`theory.gates.gate_from_q`)."""
+        P = self.P
+        return lambda: gate_from_q(q, P)
 
 
 class _RestrictedFamily:
@@ -187,7 +271,10 @@ class _RestrictedFamily:
     def accept(self, point: _Point) -> None:
         self.W = point.state["W"]
 
-    def gate(self, point: _Point) -> np.ndarray:
+    def model(self, point: _Point, out=None) -> np.ndarray:
+        return point.q
+
+    def gate(self, point: _Point, q) -> np.ndarray:
         W = point.state["W"]
         if self.n_cells == 1:
             return constant_gate(W[0], self.D.shape[1])
@@ -358,31 +445,38 @@ def solve_dual(
         ``"not_converged"`` with a :class:`~theory.result.ToleranceWarning`.
     """
     start = time.perf_counter()
+    p = np.shape(D)[0] if np.ndim(D) == 2 else 1
     # The passes over the data are many small BLAS calls on cache-sized blocks; with a
     # multi-threaded BLAS every call pays a thread hand-off, which costs more than it
-    # saves (3x slower measured at n = 1e5, p = 32 on two busy cores).
-    with threadpool_limits(limits=1, user_api="blas"):
+    # saves (3x slower measured at n = 1e5, p = 32 on two busy cores). From LARGE_P
+    # domains on, the p x p Gram updates are large enough to share between cores.
+    with threadpool_limits(limits=1 if p < LARGE_P else None, user_api="blas"):
         return _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start)
 
 
 def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> SolverResult:
-    D, P = as_instance(D, P, check=validate)
-    if not tol > 0:
-        raise InvalidOptionError(f"tol must be positive, got {tol!r}")
+    tol = check_tol(tol)
+    if family == "full":
+        scan = scan_instance(D, P, check=validate)
+        D, P = scan.D, scan.P
+    else:
+        D, P = as_instance(D, P, check=validate)
     p, n = D.shape
     check_family(family, cells, n)
     prior = as_prior(prior, p)
     if family == "full":
-        oracle = _FullFamily.of_experts(D, P)
+        oracle = _FullFamily.of_scan(scan)
     else:
         labels, n_cells = family_cells(family, cells, n)
         oracle = _RestrictedFamily(D, P, labels, n_cells)
 
     run = _ascend(oracle, prior, tol, max_iter)
+    # The returned model is written into the oracle's D_lam buffer (no new n-array).
+    q = oracle.model(run.best_up, out=getattr(oracle, "v", None))
     gap = run.gap
     result = SolverResult(
-        q=run.best_up.q,
-        gate=oracle.gate(run.best_up),
+        q=q,
+        gate=oracle.gate(run.best_up, q),
         value=run.up_value,
         lam=run.best_low.lam,
         gap=gap,
@@ -564,13 +658,13 @@ def _resolve_kink(oracle, prior, run: _Ascent, point: _Point, tol, max_iter) -> 
     sub, sub_prior, domains, offsets = _kink_subproblem(oracle, point, local)
     if sub is None:
         # No domain has mass off S: every member of B has the same objective.
-        r, sub_value, sub_lam = point.q[off], -np.inf, None
+        r, sub_value, sub_lam = oracle.model(point)[off], -np.inf, None
     else:
         sub_run = _ascend(sub, sub_prior, 0.5 * tol, max_iter)
         run.evaluations += sub_run.evaluations
         run.kinks += sub_run.kinks
-        r, sub_value, sub_lam = sub_run.best_up.q, sub_run.best_low.lower, sub_run.best_low.lam
-    q = point.q.copy()
+        r, sub_value, sub_lam = sub.model(sub_run.best_up), sub_run.best_low.lower, sub_run.best_low.lam
+    q = oracle.model(point).copy()
     q[off] = r
     run.offer(_Point(lam=point.lam, lower=point.lower, kl=oracle.kl_of(q), q=q), prior)
     # Domains left out of the sub-problem (simplex only) have the constant objective

@@ -8,6 +8,8 @@ the gated model can be any ``q`` in the pointwise hull ``l <= q <= u`` with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from theory.errors import EmptyGateSpaceError, InvalidDistributionError, ShapeMismatchError
@@ -106,8 +108,37 @@ def renormalise_on_support(P, support) -> np.ndarray:
     return out / mass
 
 
-def gate_from_q(q, P) -> np.ndarray:
-    """A gate in G1 realising any ``q`` of the pointwise hull.
+@dataclass(frozen=True)
+class CompactGate:
+    """A gate of G1 stored as two experts and one weight per outcome.
+
+    ``g(x, k_high[x]) += weight[x]`` and ``g(x, k_low[x]) += 1 - weight[x]``: the models
+    of the pointwise hull are realised by mixing the arg-min and the arg-max expert of
+    each outcome, so 2 small ints and 1 float per outcome replace the ``p`` floats of a
+    dense row (:meth:`dense` builds those on request).
+    """
+
+    k_low: np.ndarray
+    k_high: np.ndarray
+    weight: np.ndarray
+    p: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.weight.shape[0], self.p)
+
+    def dense(self) -> np.ndarray:
+        """The (n x p) gate."""
+        n = self.weight.shape[0]
+        gate = np.zeros((n, self.p))
+        rows = np.arange(n)
+        gate[rows, self.k_low] = 1.0 - self.weight
+        gate[rows, self.k_high] += self.weight
+        return gate
+
+
+def compact_gate_from_q(q, P) -> CompactGate:
+    """A gate in G1 realising any ``q`` of the pointwise hull, in compact form.
 
     Finds ``g`` with rows in the simplex and ``sum_k g(x, k) pi_k(x) = q(x)`` for
     ``l <= q <= u``: weight ``t = (q - l) / (u - l)`` goes to the arg-max expert and
@@ -115,33 +146,38 @@ def gate_from_q(q, P) -> np.ndarray:
     goes to the arg-min expert. ``t`` is clipped to ``[0, 1]``, so a ``q`` slightly
     outside the hull gets the nearest realisable gate.
 
-    Works over blocks of outcomes: arg-min/arg-max along the short axis of a (p x n)
-    array are several times slower in numpy than ``p`` comparisons of rows with the
-    block's minimum and maximum, and blocks keep the temporaries in cache.
+    Works over blocks of outcomes (any float dtype, memory-mapped arrays included):
+    arg-min/arg-max along the short axis of a (p x n) array are several times slower in
+    numpy than ``p`` comparisons of rows with the block's minimum and maximum, and
+    blocks keep the temporaries in cache.
     """
-    P = np.asarray(P, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
+    if not isinstance(P, np.ndarray):
+        P = np.asarray(P, dtype=np.float64)
     p, n = P.shape
-    gate = np.zeros((n, p))
-    rows = np.arange(min(_CHUNK, n))
-    kmin = np.empty(rows.size, dtype=np.intp)
-    kmax = np.empty(rows.size, dtype=np.intp)
+    index = np.min_scalar_type(max(p - 1, 0))
+    k_low = np.empty(n, dtype=index)
+    k_high = np.empty(n, dtype=index)
+    weight = np.zeros(n)
     for a in range(0, n, _CHUNK):
-        block = P[:, a : a + _CHUNK]
+        block = np.asarray(P[:, a : a + _CHUNK], dtype=np.float64)
         m = block.shape[1]
-        r, imin, imax = rows[:m], kmin[:m], kmax[:m]
+        imin, imax = k_low[a : a + m], k_high[a : a + m]
         lo, hi = block.min(axis=0), block.max(axis=0)
         # Downwards, so that the first expert attaining the extreme is the one kept.
         for k in range(p - 1, -1, -1):
             np.copyto(imin, k, where=block[k] == lo)
             np.copyto(imax, k, where=block[k] == hi)
         width = hi - lo
-        t = np.divide(q[a : a + m] - lo, width, out=np.zeros(m), where=width > 0)
+        t = weight[a : a + m]
+        np.divide(q[a : a + m] - lo, width, out=t, where=width > 0)
         np.clip(t, 0.0, 1.0, out=t)
-        g = gate[a : a + m]
-        g[r, imin] = 1.0 - t
-        g[r, imax] += t
-    return gate
+    return CompactGate(k_low=k_low, k_high=k_high, weight=weight, p=p)
+
+
+def gate_from_q(q, P) -> np.ndarray:
+    """The dense (n x p) form of :func:`compact_gate_from_q`."""
+    return compact_gate_from_q(q, P).dense()
 
 
 def constant_gate(weights, n: int) -> np.ndarray:

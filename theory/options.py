@@ -28,6 +28,22 @@ def check_family(family: str, cells, n: int) -> np.ndarray | None:
     return None
 
 
+#: The largest tolerance accepted: a certified gap of a nat or more certifies nothing useful
+#: (a typo such as ``1e300`` or ``inf`` would turn every answer into "optimal").
+MAX_TOL = 1.0
+
+
+def check_tol(tol) -> float:
+    """The requested certified gap ``tol`` (nats) as a float in ``(0, MAX_TOL]``."""
+    try:
+        value = float(tol)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"tol must be a number of nats, got {tol!r}") from None
+    if not (0 < value <= MAX_TOL):
+        raise InvalidOptionError(f"tol must be positive, finite and at most {MAX_TOL:g} nat, got {tol!r}")
+    return value
+
+
 def as_prior(prior, p: int) -> PriorSet:
     """The prior set Lambda for ``p`` domains: the whole simplex when ``prior`` is None."""
     if prior is None:

@@ -83,7 +83,7 @@ class PriorProjector:
         if self.prior.is_simplex:
             return y / y.sum()
         if self._problem is None:
-            from theory.best_response import water_fill
+            from theory.simplex import water_fill
 
             return water_fill(y / y.sum(), self.lo, self.hi)[0]
         self._log_y.value = np.log(np.maximum(y / y.sum(), np.finfo(float).tiny))

@@ -30,6 +30,9 @@ class SolverResult:
         The gated model ``pi_g`` as a distribution over outcomes.
     gate : ndarray (n, p)
         A gate realising ``q``: ``q = sum_k gate[:, k] * P[k]``, rows in the simplex.
+        A solver may pass a zero-argument callable instead (e.g. the dense form of a
+        :class:`theory.gates.CompactGate`): the (n x p) array is then built on first
+        access only, since at large n it is p times the size of ``q``.
     value : float
         The objective at ``q`` in nats: ``max_{lam in Lambda} sum_k lam_k KL(D_k || q)``
         for the robust problem, ``KL(D_lam || q)`` for a fixed mixture.
@@ -56,7 +59,7 @@ class SolverResult:
     """
 
     q: np.ndarray
-    gate: np.ndarray
+    gate: np.ndarray = field(repr=False)
     value: float
     lam: np.ndarray
     gap: float
@@ -88,7 +91,7 @@ class SolverResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (no per-outcome arrays)."""
-        n, p = self.gate.shape
+        n, p = self.q.shape[0], self.lam.shape[0]
         return {
             "value": float(self.value),
             "lam": [float(x) for x in self.lam],
@@ -105,3 +108,19 @@ class SolverResult:
             "p": int(p),
             **{k: v for k, v in self.info.items() if isinstance(v, (str, int, float, bool))},
         }
+
+
+def _get_gate(self) -> np.ndarray:
+    gate = self._gate
+    if callable(gate):
+        gate = self._gate = gate()
+    return gate
+
+
+def _set_gate(self, value) -> None:
+    self._gate = value
+
+
+# A property over the dataclass field: __init__ assigns through the setter, so a callable
+# given as ``gate`` is kept unevaluated until the gate is read.
+SolverResult.gate = property(_get_gate, _set_gate, doc="The (n x p) gate (built on first access).")

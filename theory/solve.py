@@ -116,7 +116,8 @@ def solve_fixed_mixture(
         return solve_cvxpy(D, P, family=family, cells=cells, mixture=lam)
     if family == "partition":
         raise InvalidOptionError("solver 'water-fill' handles the gate families 'full' and 'constant'; use solver='cvxpy' for 'partition'")
-    from theory.best_response import best_response, water_fill
+    from theory.best_response import best_response
+    from theory.simplex import water_fill
 
     start = time.perf_counter()
     D, P = as_instance(D, P)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from theory.blocks import as_rows, block, release, spans
 from theory.errors import (
     InvalidDistributionError,
     ShapeMismatchError,
@@ -12,6 +15,8 @@ from theory.errors import (
 
 #: Rows must sum to one within this absolute tolerance.
 SUM_TOL = 1e-8
+#: The smallest positive double (a subnormal).
+_SMALLEST = np.nextafter(0.0, 1.0)
 
 
 def as_distributions(a, name: str, *, sum_tol: float = SUM_TOL) -> np.ndarray:
@@ -86,3 +91,117 @@ def as_weights(lam, p: int, name: str = "lambda", *, sum_tol: float = SUM_TOL) -
     if arr.ndim != 1 or arr.shape[0] != p:
         raise ShapeMismatchError(f"{name} must have length p={p}, got shape {arr.shape}")
     return as_distributions(arr, name, sum_tol=sum_tol)[0]
+
+
+@dataclass
+class InstanceScan:
+    """What one pass over a validated instance gives the dual solver.
+
+    ``D``, ``P`` are the inputs as 2-D arrays (float arrays, memory-mapped ones
+    included, are not copied); ``lo``, ``hi`` the pointwise hull of the experts;
+    ``neg_ent[k] = sum_x D_k log D_k``; ``row_mass[k] = sum_x D_k``.
+    """
+
+    D: np.ndarray
+    P: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    neg_ent: np.ndarray
+    row_mass: np.ndarray
+
+
+class _FirstBad:
+    """The first offending entry (row-major order) of a check run block by block."""
+
+    def __init__(self, p: int):
+        self.col = np.full(p, -1, dtype=np.int64)
+
+    def update(self, bad: np.ndarray, a: int) -> None:
+        rows = np.flatnonzero(bad.any(axis=1) & (self.col < 0))
+        for r in rows:
+            self.col[r] = a + int(np.argmax(bad[r]))
+
+    def first(self):
+        rows = np.flatnonzero(self.col >= 0)
+        return (int(rows[0]), int(self.col[rows[0]])) if rows.size else None
+
+
+def scan_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = True) -> InstanceScan:
+    """Validate an instance as :func:`as_instance` does, in one pass over blocks of outcomes.
+
+    The same checks and messages (the first offending row and outcome, domains before
+    experts), and in the same pass the pointwise hull, the negative entropies and the
+    row sums that the dual solver needs. Floating inputs are read block by block and
+    converted to float64 per block, so memory-mapped ``.npy`` files larger than memory
+    are validated without loading them. With ``check=False`` only the sums are computed.
+    """
+    D, P = as_rows(domains), as_rows(experts)
+    if D.ndim != 2 or P.ndim != 2 or D.shape != P.shape or 0 in D.shape:
+        # Shapes are wrong: the whole-array checks give the precise message.
+        as_instance(domains, experts, sum_tol=sum_tol)
+    p, n = D.shape
+    lo, hi = np.empty(n), np.empty(n)
+    neg_ent, row_mass, p_mass = np.zeros(p), np.zeros(p), np.zeros(p)
+    # Fast path: one comparison per entry (NaN and negative entries fail x >= 0; an
+    # infinite one makes its row sum infinite). Only a failed instance is scanned again
+    # for the precise first offending entry.
+    suspect = uncovered = False
+    for a, b in spans(n):
+        Dc, Pc = block(D, a, b), block(P, a, b)
+        if check:
+            suspect = suspect or not (Dc >= 0).all() or not (Pc >= 0).all()
+        np.min(Pc, axis=0, out=lo[a:b])
+        np.max(Pc, axis=0, out=hi[a:b])
+        row_mass += Dc.sum(axis=1)
+        p_mass += Pc.sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            # x log x is exactly 0 at x = 0 and exact for subnormal x (unlike log(max(x, tiny))).
+            neg_ent += (Dc * np.log(np.maximum(Dc, _SMALLEST))).sum(axis=1)
+        if check and not (hi[a:b] > 0).all():
+            uncovered = uncovered or bool(((Dc > 0) & ~(hi[a:b] > 0)[None, :]).any())
+        release(D, a, b)
+        release(P, a, b)
+    if check:
+        if suspect or not (np.isfinite(row_mass).all() and np.isfinite(p_mass).all()):
+            _raise_first_bad(D, P)
+        for name, sums in (("domains", row_mass), ("experts", p_mass)):
+            off = np.abs(sums - 1.0) > sum_tol
+            if off.any():
+                row = int(np.flatnonzero(off)[0])
+                raise InvalidDistributionError(
+                    f"{name} row {row} sums to {sums[row]:.12g}, not 1 (tolerance {sum_tol:g})"
+                )
+        if uncovered:
+            _raise_uncovered(D, hi)
+    return InstanceScan(D=D, P=P, lo=lo, hi=hi, neg_ent=neg_ent, row_mass=row_mass)
+
+
+def _raise_first_bad(D, P) -> None:
+    """Raise for the first NaN, infinite or negative entry (row-major), domains first."""
+    for name, X in (("domains", D), ("experts", P)):
+        for kind in ("finite", "negative"):
+            found = _FirstBad(X.shape[0])
+            for a, b in spans(X.shape[1]):
+                Xc = block(X, a, b)
+                found.update(~np.isfinite(Xc) if kind == "finite" else Xc < 0, a)
+            bad = found.first()
+            if bad is None:
+                continue
+            if kind == "finite":
+                raise InvalidDistributionError(
+                    f"{name} row {bad[0]}, outcome {bad[1]}: entry is {float(X[bad])} (NaN or infinite)"
+                )
+            raise InvalidDistributionError(
+                f"{name} row {bad[0]}, outcome {bad[1]}: negative probability {float(X[bad]):.3g}"
+            )
+
+
+def _raise_uncovered(D, hi) -> None:
+    found = _FirstBad(D.shape[0])
+    for a, b in spans(D.shape[1]):
+        found.update((block(D, a, b) > 0) & ~(hi[a:b] > 0)[None, :], a)
+    row, col = found.first()
+    raise UncoveredOutcomeError(
+        f"domain {row} puts mass {float(D[row, col]):.3g} on outcome {col}, which no expert covers: "
+        "every gated model has infinite KL to that domain"
+    )

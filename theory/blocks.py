@@ -1,0 +1,72 @@
+"""Passes over (p x n) arrays in blocks of outcomes, memory-mapped arrays included.
+
+The exact solvers need only p-vectors and p x p matrices between passes over the
+data, so the data may live on disk: a ``np.load(path, mmap_mode="r")`` array is read
+one block of columns at a time, converted to float64 per block (float32 inputs are
+accumulated in float64), and the pages of a block are handed back to the kernel once
+the block is done, so that the resident memory of a pass is one block, not the file.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+#: Outcomes per block: a (p x BLOCK) float64 block and its temporaries stay in cache for small p.
+BLOCK = 1 << 15
+
+
+def as_rows(a) -> np.ndarray:
+    """``a`` as a 2-D array without copying floating arrays (a 1-D input is one row).
+
+    Non-float inputs (integers, booleans, lists) are converted to float64 here; floating
+    arrays, memory-mapped ones included, keep their dtype and are converted per block.
+    """
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        arr = a
+    else:
+        arr = np.asarray(a, dtype=np.float64)
+    return arr[None, :] if arr.ndim == 1 else arr
+
+
+def block(X, a: int, b: int) -> np.ndarray:
+    """Columns ``a:b`` of ``X`` as float64 (a view when ``X`` is already float64)."""
+    return np.asarray(X[:, a:b], dtype=np.float64)
+
+
+def release(X, a: int, b: int) -> None:
+    """Drop the resident pages of columns ``a:b`` of a read-only memory-mapped ``X``.
+
+    ``MADV_DONTNEED`` on a read-only file mapping only unmaps the pages from this
+    process (they stay in the page cache and are read back on the next touch), so
+    the resident set of a pass stays at one block. A no-op for in-memory arrays.
+    """
+    base = getattr(X, "_mmap", None)
+    if base is None or not hasattr(base, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    if X.ndim != 2 or not X.flags.c_contiguous:
+        return
+    page = mmap.PAGESIZE
+    start = X.offset % mmap.ALLOCATIONGRANULARITY
+    size = X.itemsize
+    n = X.shape[1]
+    for k in range(X.shape[0]):
+        lo = start + (k * n + a) * size
+        hi = start + (k * n + b) * size
+        lo -= lo % page
+        try:
+            base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        except (OSError, ValueError):
+            return
+
+
+def is_mapped(X) -> bool:
+    """Whether ``X`` is backed by a memory-mapped file."""
+    return getattr(X, "_mmap", None) is not None
+
+
+def spans(n: int, size: int = BLOCK):
+    """The ``(a, b)`` column ranges of the blocks of ``n`` outcomes."""
+    for a in range(0, n, size):
+        yield a, min(a + size, n)
