@@ -16,14 +16,24 @@ Peak memory is measured with ``tracemalloc`` (which sees numpy's buffers) in a s
 run of the dual solver: the peak of traced memory during the solve, inputs included.
 Clarabel allocates in Rust, outside tracemalloc, so no memory figure is given for cvxpy.
 
-Usage: ``python -m benchmarks.exact_solvers [--quick] [--out CSV]``.
+Old against new: ``--compare REV`` loads the dual solver of git revision REV (default
+the commit before this solver's rewrite) from ``git show`` into a temporary package and
+times it against today's, alternating A and B in one run (medians of ``--repeats``),
+reporting the ratio, the agreement of the values, the passes over the (p x n) data per
+solve and the one-pass time of this machine (``D.sum()`` over the p x n array: the
+memory-bandwidth floor of a pass), so the ratio to the floor is visible wherever it runs.
+
+Usage: ``python -m benchmarks.exact_solvers [--quick] [--out CSV] [--compare [REV]]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -42,6 +52,9 @@ QUICK_GRID = [(n, p) for n in (1_000, 10_000) for p in (2, 8)] + [(100_000, 8)]
 FULL_CVXPY_WORK = 320_000
 QUICK_CVXPY_WORK = 10_000
 TOL = 1e-8
+#: The last commit with the previous dual solver (dense gate, n-length temporaries).
+BASE_REV = "c3f5dcd"
+COMPARE_GRID = [(1_000_000, 8), (10_000_000, 8), (100_000, 1024)]
 
 
 def instance(n: int, p: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,11 +127,140 @@ def run(grid, cvxpy_work: int, progress=sys.stderr) -> pd.DataFrame:
     return table[columns]
 
 
+def load_base_theory(rev: str = BASE_REV):
+    """The ``theory`` package of git revision ``rev`` as a temporary package ``theory_base``.
+
+    Only for this comparison: every ``theory`` module of ``rev`` is written, with its
+    imports renamed, into a temporary directory put on ``sys.path``.
+    """
+    root = Path(__file__).resolve().parents[1]
+    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev, "theory/"], cwd=root, check=True,
+                           capture_output=True, text=True).stdout.split()
+    target = Path(tempfile.mkdtemp(prefix="theory_base_"))
+    for name in names:
+        if not name.endswith(".py"):
+            continue
+        text = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=root, check=True, capture_output=True,
+                              text=True).stdout
+        text = text.replace("from theory.", "from theory_base.").replace("import theory.", "import theory_base.")
+        text = text.replace("from theory import", "from theory_base import")
+        path = target / name.replace("theory/", "theory_base/", 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    sys.path.insert(0, str(target))
+    return importlib.import_module("theory_base.dual")
+
+
+class _PassCounter:
+    """Counts the passes of one solve: over (p x n) arrays, and water-level passes over n-vectors.
+
+    ``data``: columns read block by block divided by n, plus one per in-memory ``D_lam``
+    product; ``level``: passes of the water-level search (each reads three n-vectors).
+    """
+
+    def __init__(self):
+        import theory.dual as dual
+        import theory.simplex as simplex
+        import theory.validation as validation
+
+        self.dual, self.simplex, self.validation = dual, simplex, validation
+        self.columns, self.products, self.level = 0, 0, 0
+
+    def __enter__(self):
+        block, mix, mass_at = self.dual.block, self.dual._FullFamily._mix, self.simplex._mass_at
+        self.saved = block, mix, mass_at
+
+        def counted_block(X, a, b):
+            self.columns += b - a
+            return block(X, a, b)
+
+        def counted_mix(oracle, lam):
+            self.products += 1
+            columns = self.columns
+            out = mix(oracle, lam)
+            if self.columns > columns:  # the blocked path counted itself
+                self.products -= 1
+            return out
+
+        def counted_mass(*args):
+            self.level += 1
+            return mass_at(*args)
+
+        self.dual.block = self.validation.block = counted_block
+        self.dual._FullFamily._mix = counted_mix
+        self.simplex._mass_at = counted_mass
+        return self
+
+    def __exit__(self, *exc):
+        block, mix, mass_at = self.saved
+        self.dual.block = self.validation.block = block
+        self.dual._FullFamily._mix = mix
+        self.simplex._mass_at = mass_at
+
+    def data_passes(self, n: int) -> float:
+        return self.columns / n + self.products
+
+
+def one_pass_seconds(D, repeats: int = 5) -> float:
+    """Median time of ``D.sum()``: one read of the p x n array (the floor of a pass)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        D.sum()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def compare(grid, rev: str, repeats: int, progress=sys.stderr) -> pd.DataFrame:
+    """Old (``rev``) against new dual solver, alternating, on the same instances."""
+    from threadpoolctl import threadpool_limits
+
+    base = load_base_theory(rev)
+    rows = []
+    for n, p in grid:
+        D, P = instance(n, p, seed=1000 * p + int(np.log10(n)))
+        times = {"old": [], "new": []}
+        values = {}
+        for _ in range(repeats):
+            for name, solve in (("old", base.solve_dual), ("new", solve_dual)):
+                start = time.perf_counter()
+                res = solve(D, P, tol=1e-9)
+                if name == "old":
+                    res.gate.shape  # the old solver built its dense gate inside the solve
+                times[name].append(time.perf_counter() - start)
+                values[name] = res
+                del res
+        with _PassCounter() as counter:
+            solve_dual(D, P, tol=1e-9)
+        passes, level_passes = counter.data_passes(n), counter.level
+        with threadpool_limits(limits=1, user_api="blas"):
+            floor = one_pass_seconds(D)
+        old, new = np.median(times["old"]), np.median(times["new"])
+        rows.append(dict(
+            n=n, p=p, old_seconds=old, new_seconds=new, speedup=old / new,
+            value_diff=abs(values["old"].value - values["new"].value), new_gap=values["new"].gap,
+            passes=passes, level_passes=level_passes, one_pass_seconds=floor, new_over_floor=new / floor,
+            evaluations=values["new"].info["evaluations"], load1=os.getloadavg()[0],
+        ))
+        print(f"n={n:>10,} p={p:>4}: old {old:.3f} s, new {new:.3f} s ({old / new:.2f}x), "
+              f"{passes:.1f} passes over p x n arrays + {level_passes} water-level passes, one pass {floor * 1e3:.1f} ms", file=progress, flush=True)
+        del D, P, values
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid (well under a minute)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV path (default {DEFAULT_OUT})")
+    parser.add_argument("--compare", nargs="?", const=BASE_REV, metavar="REV",
+                        help=f"time the dual solver of git revision REV (default {BASE_REV}) against today's")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per instance for --compare")
     args = parser.parse_args(argv)
+    if args.compare:
+        table = compare(COMPARE_GRID[:1] if args.quick else COMPARE_GRID, args.compare, args.repeats)
+        with pd.option_context("display.width", 200, "display.max_columns", None):
+            print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        return 0
     grid, work = (QUICK_GRID, QUICK_CVXPY_WORK) if args.quick else (FULL_GRID, FULL_CVXPY_WORK)
     table = run(grid, work)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ from theory.certificate import dual_function
 from theory.divergences import kl, mixture as mix
 from theory.errors import InvalidOptionError, SolverFailedError
 from theory.gates import constant_gate, gate_from_q, partition_gate, pointwise_hull, require_nonempty_G1
-from theory.options import as_prior, check_family
+from theory.options import as_prior, check_family, check_tol
 from theory.projection import nearest_in_prior, project_capped_simplex
-from theory.result import INACCURATE, OPTIMAL, SolverResult
+from theory.result import INACCURATE, OPTIMAL, Certificate, SolverResult
 from theory.validation import as_instance, as_weights
 
 #: Clarabel settings tried in turn: its defaults (1e-8) leave certified gaps near 1e-7
@@ -211,6 +211,8 @@ def solve_cvxpy(
         The conic solver returned neither an optimal nor an inaccurate-optimal status.
     """
     start = time.perf_counter()
+    if tol is not None:
+        tol = check_tol(tol)
     D, P = as_instance(D, P, check=validate)
     p, n = D.shape
     cells = check_family(family, cells, n)
@@ -273,22 +275,27 @@ def solve_cvxpy(
     else:
         upper = kl(mix(lam, D), q)
         lower = kl(mix(lam, D), dual_function(D, P, lam, family=family, cells=cells)[1])
-    gap = upper - lower
-    status = INACCURATE if status_text == cp.OPTIMAL_INACCURATE else OPTIMAL
-    if tol is not None and gap > tol:
-        status = INACCURATE
-    return SolverResult(
+    if tol is None:
+        # No tolerance asked for: the conic solver's own word is all there is.
+        cert = Certificate.of(lower, upper, math.inf, missed=INACCURATE)
+        if status_text == cp.OPTIMAL_INACCURATE and cert.status == OPTIMAL:
+            cert = Certificate(cert.lower, cert.upper, cert.gap, INACCURATE, cert.clamped)
+    else:
+        # The certificate decides, whatever the conic solver's status text: Clarabel's
+        # "optimal_inaccurate" with a certified gap below tol is optimal.
+        cert = Certificate.of(lower, upper, tol, missed=INACCURATE)
+    result = SolverResult(
         q=q,
         gate=gate,
         value=upper,
         lam=lam,
-        gap=gap,
-        lower=lower,
-        upper=upper,
+        gap=cert.gap,
+        lower=cert.lower,
+        upper=cert.upper,
         kl=kls_np,
         iterations=iterations,
         seconds=time.perf_counter() - start,
-        status=status,
+        status=cert.status,
         solver="cvxpy",
         tol=math.nan if tol is None else float(tol),
         info={
@@ -299,5 +306,7 @@ def solve_cvxpy(
             "conic_objective": conic_value,
             "solver_options": str(options),
             "mass_before_correction": mass,
+            **cert.info(),
         },
     )
+    return result.warn_if_not_converged() if tol is not None else result

@@ -34,7 +34,7 @@ from theory.errors import InvalidOptionError
 from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, require_nonempty_G1
 from theory.options import as_prior, check_family, check_tol
 from theory.prior import PriorSet
-from theory.result import NOT_CONVERGED, OPTIMAL, SolverResult
+from theory.result import Certificate, SolverResult
 from theory.simplex import BlockBuffers, WaterLevel, top_mass, water_level, write_block, write_model
 from theory.validation import as_instance, scan_instance
 
@@ -473,19 +473,19 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
     run = _ascend(oracle, prior, tol, max_iter)
     # The returned model is written into the oracle's D_lam buffer (no new n-array).
     q = oracle.model(run.best_up, out=getattr(oracle, "v", None))
-    gap = run.gap
+    cert = Certificate.of(run.best_low.lower, run.up_value, tol)
     result = SolverResult(
         q=q,
         gate=oracle.gate(run.best_up, q),
         value=run.up_value,
         lam=run.best_low.lam,
-        gap=gap,
-        lower=run.best_low.lower,
-        upper=run.up_value,
+        gap=cert.gap,
+        lower=cert.lower,
+        upper=cert.upper,
         kl=run.best_up.kl,
         iterations=run.iterations,
         seconds=time.perf_counter() - start,
-        status=OPTIMAL if gap <= tol else NOT_CONVERGED,
+        status=cert.status,
         solver="dual",
         tol=tol,
         history=run.history,
@@ -494,6 +494,7 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
             "hessian": "exact" if family == "full" else "bfgs",
             "evaluations": run.evaluations,
             "kinks": run.kinks,
+            **cert.info(),
         },
     )
     return result.warn_if_not_converged()

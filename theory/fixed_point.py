@@ -10,9 +10,9 @@ from theory.certificate import dual_function
 from theory.divergences import kl
 from theory.errors import InvalidOptionError
 from theory.gates import gate_from_q, pointwise_hull, require_nonempty_G1
-from theory.options import as_prior
+from theory.options import as_prior, check_tol
 from theory.projection import PriorProjector, project_capped_simplex
-from theory.result import NOT_CONVERGED, OPTIMAL, SolverResult
+from theory.result import Certificate, SolverResult
 from theory.validation import as_instance
 
 #: The two iterations offered by :func:`solve_fixed_point`.
@@ -33,9 +33,17 @@ def _start(D, P, prior, seed):
     return lam0, rng.dirichlet(np.ones(p)) @ P
 
 
+#: Cap on the magnitude of a gradient entry. ``D_lam / q`` overflows where ``q`` is
+#: subnormal; a step along such an entry takes that coordinate to its upper bound
+#: anyway, and a finite cap keeps the step sizes and the projection finite.
+_GRADIENT_CAP = 1e300
+
+
 def _gradient_q(D_lam, q):
     """Gradient of ``sum_k lam_k KL(D_k || q) = KL-terms of D_lam`` in q: ``-D_lam / q``."""
-    return -np.divide(D_lam, q, out=np.zeros_like(q), where=D_lam > 0)
+    with np.errstate(over="ignore", divide="ignore"):
+        ratio = np.divide(D_lam, q, out=np.zeros_like(q), where=D_lam > 0)
+    return -np.minimum(ratio, _GRADIENT_CAP)
 
 
 def solve_fixed_point(
@@ -111,6 +119,7 @@ def solve_fixed_point(
         raise InvalidOptionError(f"unknown fixed-point method {method!r}; allowed: {', '.join(METHODS)}")
     if iterations < 1 or record_every < 1:
         raise InvalidOptionError(f"iterations ({iterations}) and record_every ({record_every}) must be positive")
+    tol = check_tol(tol)
     D, P = as_instance(D, P, check=validate)
     p, n = D.shape
     prior = as_prior(prior, p)
@@ -175,8 +184,8 @@ def solve_fixed_point(
                 break
         lam, q = lam_next, q_next
 
-    gap = best_upper - best_lower
-    info = {"method": method, "eta_lam": float(eta_lam), "eta_q": float(eta_q), "family": "full"}
+    cert = Certificate.of(best_lower, best_upper, tol)
+    info = {"method": method, "eta_lam": float(eta_lam), "eta_q": float(eta_q), "family": "full", **cert.info()}
     if method == "best-response":
         info["cycle_length"] = cycle_length if cycle_length is not None else 0
     return SolverResult(
@@ -184,13 +193,13 @@ def solve_fixed_point(
         gate=gate_from_q(best_q, P),
         value=best_upper,
         lam=best_lam,
-        gap=gap,
-        lower=best_lower,
-        upper=best_upper,
+        gap=cert.gap,
+        lower=cert.lower,
+        upper=cert.upper,
         kl=kl(D, best_q),
         iterations=t,
         seconds=time.perf_counter() - start,
-        status=OPTIMAL if gap <= tol else NOT_CONVERGED,
+        status=cert.status,
         solver="fixed-point",
         tol=tol,
         history=history,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.errors import InfeasibleLambdaError, ShapeMismatchError
+from theory.errors import InfeasibleLambdaError, InvalidOptionError, ShapeMismatchError
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class PriorSet:
                 v = np.asarray(v, dtype=np.float64)
                 if v.shape != (p,):
                     raise ShapeMismatchError(f"lambda {name} bounds must have length p={p}, got shape {v.shape}")
+                if np.isnan(v).any():
+                    # Every comparison with NaN is False: a NaN bound would pass every check.
+                    k = int(np.flatnonzero(np.isnan(v))[0])
+                    raise InvalidOptionError(f"lambda {name} bound for domain {k} is NaN")
                 object.__setattr__(self, name, v)
         if (self.A is None) != (self.b is None):
             raise ShapeMismatchError("a polytope prior needs both A and b")
@@ -38,6 +42,8 @@ class PriorSet:
             b = np.atleast_1d(np.asarray(self.b, dtype=np.float64))
             if A.shape[1] != p or A.shape[0] != b.shape[0]:
                 raise ShapeMismatchError(f"polytope A must be (m x p={p}) and b of length m; got A {A.shape}, b {b.shape}")
+            if not (np.isfinite(A).all() and not np.isnan(b).any()):
+                raise InvalidOptionError("the polytope A lam <= b has NaN or infinite coefficients")
             object.__setattr__(self, "A", A)
             object.__setattr__(self, "b", b)
         lo, hi = self.bounds()

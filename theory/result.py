@@ -20,6 +20,45 @@ class ToleranceWarning(RuntimeWarning):
     """Emitted when a solver returns without reaching its requested tolerance."""
 
 
+#: Relative size (to the value) of a negative certified gap that is rounding only:
+#: upper and lower bounds are sums of n terms computed along different paths.
+GAP_ROUNDING = 64 * np.finfo(float).eps
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """``lower <= optimum <= upper`` and the status it gives for a requested ``tol``.
+
+    The one rule of every solver: ``status = "optimal"`` when ``gap <= tol``, otherwise
+    ``missed`` (``"not_converged"`` for the suite's iterative solvers, ``"inaccurate"``
+    for a third-party solver). A negative gap within rounding of the value is clamped
+    to zero (``lower = upper``) and ``clamped`` says by how much; a larger negative gap
+    is a contradiction and is reported as it is, with status ``"inaccurate"``.
+    """
+
+    lower: float
+    upper: float
+    gap: float
+    status: str
+    clamped: float = 0.0
+
+    @classmethod
+    def of(cls, lower: float, upper: float, tol: float, *, missed: str = NOT_CONVERGED) -> "Certificate":
+        lower, upper = float(lower), float(upper)
+        gap = upper - lower
+        clamped = 0.0
+        if gap < 0:
+            if -gap <= GAP_ROUNDING * max(1.0, abs(upper)):
+                clamped, lower, gap = gap, upper, 0.0
+            else:
+                return cls(lower, upper, gap, INACCURATE)
+        return cls(lower, upper, gap, OPTIMAL if gap <= tol else missed, clamped)
+
+    def info(self) -> dict:
+        """``{"gap_clamped": amount}`` when the gap was clamped, for the result's info."""
+        return {"gap_clamped": self.clamped} if self.clamped else {}
+
+
 @dataclass
 class SolverResult:
     """Solution of a (robust or fixed-mixture) gate problem on a finite outcome space.
