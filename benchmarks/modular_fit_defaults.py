@@ -148,7 +148,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     rows = []
     for case in cases:
-        new_rows = run_instance(*case, steps=args.steps)
+        new_rows = run_instance(*case[:5], steps=args.steps, gate=case[5] if len(case) > 5 else "tabular")
         print(pd.DataFrame(new_rows).drop(columns=["seed"]).to_string(index=False, header=not rows,
                                                                        float_format="{:.4g}".format), flush=True)
         rows.extend(new_rows)
