@@ -21,12 +21,19 @@ from modular.gates import (
 )
 from modular.primal_dual import (
     ADVERSARIES,
+    FitInterrupted,
+    Residuals,
     RobustGateResult,
+    data_fingerprint,
     evaluate_nll,
     evaluate_z,
     fit_robust_gate,
     kl_project_capped_simplex,
+    residuals,
+    split_holdout,
+    status_of,
 )
+from modular.tabular_exact import empirical_instance, solve_tabular_exact
 from modular.distill import (
     RouterFit,
     bayes_router,

@@ -93,6 +93,11 @@ def load_gate(path: str | os.PathLike) -> LoadedGate:
         raise InputError(f"gate file {path!r} names an unknown gate kind {kind!r}")
     try:
         gate = _BUILDERS[kind](**config)
+        # Rebuild in the saved precision: load_state_dict would cast float64 weights to the
+        # constructor's default float32 and the round trip would not be bit for bit.
+        floats = [t.dtype for t in payload["state"].values() if torch.is_tensor(t) and torch.is_floating_point(t)]
+        if floats:
+            gate.to(floats[0])
         gate.load_state_dict(payload["state"])
         meta = json.loads(payload.get("meta", "{}"))
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:

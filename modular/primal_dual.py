@@ -3,18 +3,19 @@
 The problem (DESIGN.md 2.3): over gates ``g_theta = softmax(f_theta)`` and mixtures
 ``lam`` in Lambda (the simplex, optionally with per-domain bounds ``lo <= lam <= hi``),
 
-    min_theta max_lam  sum_k lam_k NLL_k(theta)   subject to   Z(theta) = 1,
+    min_theta max_lam  sum_k lam_k a_k(theta)   subject to   Z(theta) = 1,
 
-with ``NLL_k(theta) = E_{x ~ D_k}[-log pi_g(x)]`` and ``Z(theta) = sum_x sum_k g(x,k)
-pi_k(x)``, played through the Lagrangian ``L = sum_k lam_k NLL_k + mu (Z - 1)``:
+with ``NLL_k(theta) = E_{x ~ D_k}[-log pi_g(x)]``, the adversary's losses ``a_k`` (below)
+and ``Z(theta) = sum_x sum_k g(x,k) pi_k(x)``, played through the Lagrangian
+``L = sum_k lam_k NLL_k + mu (Z - 1)``:
 
 - theta: AdamW steps on minibatch estimates of ``L`` plus the augmented-Lagrangian
   term ``penalty * (Zbar - 1) * Z`` (``Zbar`` the smoothed Z, held fixed in the
   gradient), i.e. the multiplier seen by theta is ``mu + penalty (Zbar - 1)``;
-- mu: dual ascent ``mu <- mu + mu_lr (Zbar - 1)`` (an equality constraint: mu is free);
+- mu: dual ascent ``mu <- mu + mu_lr_t (Zbar - 1)`` (an equality constraint: mu is free);
 - Z: a minibatch estimate (:mod:`modular.z_estimators`) smoothed by an exponential
   moving average ``Zbar <- z_decay Zbar + (1 - z_decay) Zhat``;
-- lam: exponentiated gradient ``lam <- Proj(lam * exp(lam_lr * a))`` on the per-domain
+- lam: exponentiated gradient ``lam <- Proj(lam * exp(lam_lr_t * a))`` on the per-domain
   losses ``a_k`` the adversary sees (``adversary``):
 
   * ``"nll"``: ``a_k = NLL_k`` (Group DRO). Since ``NLL_k = H(D_k) + KL(D_k || pi_g)``,
@@ -28,14 +29,31 @@ pi_k(x)``, played through the Lagrangian ``L = sum_k lam_k NLL_k + mu (Z - 1)``:
   ``lam_k = clip(c v_k, lo_k, hi_k)`` with the scalar ``c > 0`` that makes the sum one
   (found by bisection on ``log c``); without bounds it is the plain normalisation.
 
-The returned ``lam`` is the last iterate or the average of the iterates from step
-``average_from`` on (``lam_iterate``).
+Step sizes: all three players share one schedule ``s_t`` (``lr_t = lr s_t``,
+``lam_lr_t = lam_lr s_t``, ``mu_lr_t = mu_lr s_t``). The default ``"inv-sqrt"``,
+``s_t = (1 + t / decay_steps)^(-1/2)``, is the decreasing step of stochastic saddle-point
+methods; ``"constant"`` and ``"cosine"`` (annealed to zero at ``steps``) are kept.
+
+Iterates: the returned gate and lam are averages of the iterates (``gate_iterate``,
+``lam_iterate``): ``"poly"`` is polynomial-decay averaging
+``xbar_t = xbar_{t-1} + (eta + 1) / (t + eta) (x_t - xbar_{t-1})`` (weights growing like
+``t^eta``: the average forgets the transient and needs no window), ``"average"`` the
+uniform average over steps ``>= average_from``, ``"last"`` the last iterate. The gate is
+averaged in parameter space with :class:`torch.optim.swa_utils.AveragedModel`.
+
+Certificate: at the returned iterate, on the whole sample sets, the fit measures the
+adversary's gap ``max_k a_k - sum_k lam_k a_k`` (zero when lam is a best response of the
+adversary to the gate) and ``|Z - 1|``; ``status`` is ``"converged"`` when both are within
+``tol_gap`` and ``tol_z``, ``"not_converged"`` otherwise (:func:`status_of`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -43,6 +61,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from modular.data import SampleSet, check_sets
@@ -52,30 +71,88 @@ from theory.errors import InputError, InvalidOptionError, ShapeMismatchError
 from theory.prior import PriorSet
 
 ADVERSARIES = ("nll", "excess", "kl")
-LAM_ITERATES = ("last", "average")
-LR_SCHEDULES = ("constant", "cosine")
+ITERATES = ("last", "average", "poly")
+LAM_ITERATES = ITERATES
+LR_SCHEDULES = ("inv-sqrt", "constant", "cosine")
+CONVERGED, NOT_CONVERGED = "converged", "not_converged"
+#: Default tolerances of the certificate: the adversary's gap (nats) and |Z - 1|.
+TOL_GAP, TOL_Z = 0.01, 0.01
+CHECKPOINT_FORMAT = "robust-modular-fit-checkpoint"
+
+
+@dataclass
+class Residuals:
+    """Optimality residuals of a gate and a mixture, measured on whole sample sets.
+
+    Attributes
+    ----------
+    nll : ndarray (p,)
+        ``E_{x ~ D_k}[-log pi_g(x)]`` (weighted means over all samples of each domain).
+    adversary_loss : ndarray (p,)
+        The adversary's losses ``a_k`` (KL, excess or NLL, as the fit's ``adversary``).
+    own_nll : ndarray (p,)
+        ``E_{x ~ D_k}[-log pi_k(x)]``: each domain's own expert.
+    gap : float
+        ``max_k a_k - sum_k lam_k a_k`` (>= 0 up to rounding; 0 iff lam only weights the
+        worst domains). Over bounded Lambda: ``max_{lam' in Lambda} lam'.a - lam.a``.
+    z : float
+        Z by the fit's estimator; ``z_residual = |z - 1|``.
+    """
+
+    nll: np.ndarray
+    adversary_loss: np.ndarray
+    own_nll: np.ndarray
+    gap: float
+    z: float
+
+    @property
+    def z_residual(self) -> float:
+        return abs(self.z - 1.0)
+
+
+def status_of(gap: float, z: float, tol_gap: float, tol_z: float) -> str:
+    """``"converged"`` iff ``gap <= tol_gap`` and ``|z - 1| <= tol_z`` (NaN never converges)."""
+    return CONVERGED if (gap <= tol_gap and abs(z - 1.0) <= tol_z) else NOT_CONVERGED
+
+
+def _finite_or_none(x):
+    """JSON has no NaN or infinity: non-finite numbers become None (null), recursively."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, (list, tuple)):
+        return [_finite_or_none(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    return x
 
 
 @dataclass
 class RobustGateResult:
-    """Outcome of :func:`fit_robust_gate`.
+    """Outcome of :func:`fit_robust_gate` (or of the exact tabular solve).
 
     Attributes
     ----------
     lam : ndarray (p,)
-        The least-favourable mixture estimate (last or averaged iterate, ``lam_iterate``).
+        The least-favourable mixture estimate (``lam_iterate``).
     lam_last : ndarray (p,)
         The last iterate.
     gate : torch.nn.Module
-        The trained gate (on ``device``); ``gate_state`` is a CPU copy of its state dict.
+        The returned gate (``gate_iterate``; on ``device``); ``gate_state`` is a CPU copy
+        of its state dict.
     nll : ndarray (p,)
         ``E_{x ~ D_k}[-log pi_g(x)]`` over all samples of each domain (weighted).
     kl : ndarray (p,) or None
         ``nll - entropies`` when entropies were given.
     value : float or None
         ``max_k kl_k``: the robust KL of the fitted gate (when entropies were given).
+    excess : ndarray (p,)
+        ``nll - own_nll``: excess over each domain's own expert.
     z : float
-        Z of the trained gate over all samples of the estimator's sets.
+        Z of the returned gate over all samples of the estimator's sets.
+    gap : float
+        The adversary's gap at the returned (gate, lam) on the whole sets (:class:`Residuals`).
+    status : {"converged", "not_converged"}
+        From ``gap``, ``z`` and the tolerances ``tol_gap``, ``tol_z`` (:func:`status_of`).
     z_ema : float
         The smoothed minibatch Z at the last step.
     z_estimator : str
@@ -84,14 +161,17 @@ class RobustGateResult:
     z_check : float or None
         The unbiased ``"expert-samples"`` Z when expert samples were given (None otherwise).
     mu : float
-        Final multiplier of the constraint ``Z = 1``.
+        Final multiplier of the constraint ``Z = 1`` (NaN for the exact solver).
     adversary : str
     steps, seconds, device, seed
+        ``steps`` is the number of steps taken (fewer than the budget when
+        ``until_converged`` stopped early).
     history : dict of ndarrays
         Every ``log_every`` steps: ``step``, ``seconds`` (wall time of the loop so far),
-        ``lam`` (T x p), ``mu``, ``z`` (minibatch),
-        ``z_ema``, ``loss`` (the minibatch Lagrangian), ``nll`` (T x p), ``adversary_loss``
-        (T x p).
+        ``lam`` (T x p), ``mu``, ``z`` (minibatch), ``z_ema``, ``loss`` (the minibatch
+        Lagrangian), ``nll`` (T x p), ``adversary_loss`` (T x p); every ``check_every``
+        steps the whole-set residuals at the averaged iterate: ``check_step``,
+        ``check_gap``, ``check_z``.
     """
 
     lam: np.ndarray
@@ -112,16 +192,27 @@ class RobustGateResult:
     seconds: float
     device: str
     seed: int
+    excess: np.ndarray | None = None
+    gap: float = float("nan")
+    status: str = NOT_CONVERGED
+    tol_gap: float = TOL_GAP
+    tol_z: float = TOL_Z
     history: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready summary (no history, no gate parameters)."""
+        """JSON-ready summary (no history, no gate parameters; non-finite numbers as None)."""
         out = {
+            "status": self.status,
+            "gap": self.gap,
+            "z_residual": abs(self.z - 1.0),
+            "tol_gap": self.tol_gap,
+            "tol_z": self.tol_z,
             "lam": self.lam.tolist(),
             "lam_last": self.lam_last.tolist(),
             "nll": self.nll.tolist(),
             "kl": None if self.kl is None else self.kl.tolist(),
+            "excess": None if self.excess is None else self.excess.tolist(),
             "value": self.value,
             "z": self.z,
             "z_ema": self.z_ema,
@@ -136,7 +227,7 @@ class RobustGateResult:
             "seed": self.seed,
         }
         out.update(self.info)
-        return out
+        return _finite_or_none(out)
 
 
 def kl_project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int = 64) -> torch.Tensor:
@@ -218,13 +309,72 @@ class _Batches:
         return out.index_add(0, self.set_ids, self.weights * values)
 
 
-def _check_options(adversary, entropies, lam_iterate, lr_schedule, p, lam_bounds):
+def data_fingerprint(*set_lists) -> str:
+    """SHA-256 (hex, 16 digits) of the sample sets' log-probabilities, features and weights.
+
+    Identifies the data a checkpoint or gate file was fitted on: the same arrays give the
+    same fingerprint on any machine (bytes of contiguous CPU tensors, with shapes and dtypes).
+    """
+    h = hashlib.sha256()
+    for sets in set_lists:
+        h.update(b"|" if sets is None else f"[{len(sets)}]".encode())
+        for s in sets or []:
+            for t in (s.logp, s.features, s.weight):
+                if t is None:
+                    h.update(b"none")
+                    continue
+                a = t.detach().cpu().contiguous()
+                h.update(f"{tuple(a.shape)}{a.dtype}".encode())
+                h.update(a.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def as_prior(prior, p: int) -> PriorSet | None:
+    """Lambda as a :class:`theory.PriorSet` with finite box bounds (None: the simplex).
+
+    Accepts a PriorSet or, for compatibility, a ``(lower, upper)`` pair. The stochastic
+    fit projects onto box bounds only, so linear constraints ``A lam <= b`` are refused.
+    """
+    if prior is None:
+        return None
+    if not isinstance(prior, PriorSet):
+        try:
+            lower, upper = prior
+        except (TypeError, ValueError):
+            raise InvalidOptionError("lambda bounds must be a theory.PriorSet or a (lower, upper) pair") from None
+        prior = PriorSet(p, lower=lower, upper=upper)
+    if prior.p != p:
+        raise ShapeMismatchError(f"prior set is for p={prior.p} domains, the data have p={p}")
+    if getattr(prior, "A", None) is not None:
+        raise InvalidOptionError("the stochastic fit supports box bounds on lambda only (no A lam <= b)")
+    lo, hi = prior.bounds()
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise InvalidOptionError("lambda bounds must be finite numbers (NaN or infinite given)")
+    return prior
+
+
+def _positive_finite(name: str, value, *, allow_zero: bool = False) -> float:
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise InvalidOptionError(f"{name} must be a finite {'non-negative' if allow_zero else 'positive'} number, "
+                                 f"got {value!r}")
+    return v
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise InvalidOptionError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_options(adversary, entropies, lam_iterate, gate_iterate, lr_schedule, p):
     if adversary not in ADVERSARIES:
         raise InvalidOptionError(f"unknown adversary loss {adversary!r}; choose one of {', '.join(ADVERSARIES)}")
     if lr_schedule not in LR_SCHEDULES:
-        raise InvalidOptionError(f"unknown lr_schedule {lr_schedule!r}; choose 'constant' or 'cosine'")
-    if lam_iterate not in LAM_ITERATES:
-        raise InvalidOptionError(f"unknown lam_iterate {lam_iterate!r}; choose 'last' or 'average'")
+        raise InvalidOptionError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    for name, it in (("lam_iterate", lam_iterate), ("gate_iterate", gate_iterate)):
+        if it not in ITERATES:
+            raise InvalidOptionError(f"unknown {name} {it!r}; choose one of {', '.join(ITERATES)}")
     ent = None
     if entropies is not None:
         ent = np.asarray(entropies, dtype=np.float64)
@@ -234,10 +384,88 @@ def _check_options(adversary, entropies, lam_iterate, lr_schedule, p, lam_bounds
             raise InputError(f"entropy of domain {int(np.flatnonzero(~np.isfinite(ent))[0])} is not finite")
     if adversary == "kl" and ent is None:
         raise InvalidOptionError("adversary 'kl' needs the per-domain entropies H(D_k)")
-    lo, hi = np.zeros(p), np.ones(p)
-    if lam_bounds is not None:
-        lo, hi = PriorSet(p, lower=lam_bounds[0], upper=lam_bounds[1]).bounds()
-    return ent, lo, hi
+    return ent
+
+
+def schedule_factor(kind: str, step: int, steps: int, decay_steps: float) -> float:
+    """The step-size factor ``s_t`` shared by the three players (module docstring)."""
+    if kind == "inv-sqrt":
+        return 1.0 / math.sqrt(1.0 + step / decay_steps)
+    if kind == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / steps))
+    return 1.0
+
+
+def _poly_weight(n_averaged, eta: float):
+    """Weight of the new iterate in polynomial-decay averaging after ``n_averaged`` iterates."""
+    return (eta + 1.0) / (n_averaged + 1.0 + eta)
+
+
+class _SigintFlag:
+    """Defers SIGINT to the end of the current step, so that the saved state is a whole step.
+
+    Installed only in the main thread (elsewhere Python cannot set signal handlers); the
+    previous handler is restored on exit.
+    """
+
+    def __init__(self, active: bool):
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.hit = False
+        self._old = None
+
+    def __enter__(self):
+        if self.active:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """SIGINT during a fit: the state after ``step`` steps was saved to ``checkpoint`` (if any)."""
+
+    def __init__(self, step: int, checkpoint: str | None):
+        super().__init__(f"interrupted after step {step}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+def _load_checkpoint(path: str, dev, config: dict, budget: int) -> dict:
+    """Read and validate a checkpoint (no pickled code: ``weights_only=True``); one-line errors."""
+    try:
+        state = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated, foreign or crafted files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read checkpoint {path}: {first[:200]}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path} is not a checkpoint of this fit (no {CHECKPOINT_FORMAT!r} header)")
+    old = state.get("config")
+    if not isinstance(old, dict):
+        raise InputError(f"checkpoint {path} has no configuration")
+    if old.get("data") != config["data"]:
+        raise InputError(f"checkpoint {path} was written on other data (fingerprint {old.get('data')}, "
+                         f"these data {config['data']})")
+    if old != config:
+        diff = sorted(k for k in set(config) | set(old) if old.get(k) != config.get(k))
+        raise InvalidOptionError(f"checkpoint {path} was written with other settings ({', '.join(diff)})")
+    step = state.get("step")
+    if not isinstance(step, int) or not 0 <= step <= budget:
+        raise InputError(f"checkpoint {path}: step {step!r} is outside 0..{budget} (the step budget)")
+    for key in ("lam", "lam_avg", "mu", "z_ema"):
+        if not isinstance(state.get(key), torch.Tensor):
+            raise InputError(f"checkpoint {path}: entry {key!r} is missing or not a tensor")
+    lam = state["lam"]
+    if lam.shape != (config["p"],) or not torch.isfinite(lam).all() or (lam < 0).any() or \
+            abs(float(lam.sum()) - 1) > 1e-6:
+        raise InputError(f"checkpoint {path}: lambda is not a finite point of the simplex")
+    if not torch.isfinite(state["mu"]).all():
+        raise InputError(f"checkpoint {path}: the multiplier mu is not finite")
+    return state
 
 
 def fit_robust_gate(
@@ -251,16 +479,25 @@ def fit_robust_gate(
     steps: int = 2000,
     batch_size: int | None = 256,
     lr: float = 0.05,
-    lr_schedule: str = "constant",
+    lr_schedule: str = "inv-sqrt",
+    decay_steps: float = 100.0,
     weight_decay: float = 0.0,
     lam_lr: float = 0.1,
     mu_lr: float = 0.05,
     penalty: float = 1.0,
     mu0: float = 1.0,
     z_decay: float = 0.9,
+    prior: PriorSet | None = None,
     lam_bounds=None,
-    lam_iterate: str = "average",
+    lam_iterate: str = "poly",
+    gate_iterate: str = "poly",
+    average_eta: float = 3.0,
     average_from: int | None = None,
+    tol_gap: float = TOL_GAP,
+    tol_z: float = TOL_Z,
+    until_converged: bool = False,
+    check_every: int = 100,
+    patience: int = 3,
     device=None,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
@@ -270,10 +507,11 @@ def fit_robust_gate(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     callback: Callable[[int, dict], None] | None = None,
+    handle_sigint: bool = False,
 ) -> RobustGateResult:
     """Fit a robust gate by stochastic primal-dual steps (see the module docstring).
 
-    Solves ``min_theta max_{lam in Lambda} sum_k lam_k NLL_k(theta)`` s.t. ``Z(theta) = 1``
+    Solves ``min_theta max_{lam in Lambda} sum_k lam_k a_k(theta)`` s.t. ``Z(theta) = 1``
     through its Lagrangian, from cached expert log-probabilities on samples of each domain
     (and, for an unbiased Z, on samples of each expert).
 
@@ -281,7 +519,8 @@ def fit_robust_gate(
     ----------
     gate : torch.nn.Module
         Maps a batch of features to (B x p) logits; trained in place (moved to ``device``
-        and ``dtype``).
+        and ``dtype``). With an averaged ``gate_iterate`` the returned ``result.gate`` is
+        the averaged copy.
     domains : list of SampleSet
         ``domains[k]``: samples of ``D_k`` with all p experts' log-probabilities.
     expert_samples : list of SampleSet, optional
@@ -294,37 +533,49 @@ def fit_robust_gate(
         Default: ``"expert-samples"`` when expert samples are given, else the (biased,
         warned) ``"data-shortcut"``.
     steps, batch_size
-        Number of primal-dual steps; minibatch size per sample set (None: every set whole,
-        with its weights: the exact population objective of weighted enumerations).
-    lr, lr_schedule, weight_decay
-        AdamW on theta; ``lr_schedule="cosine"`` decays the learning rate to zero over
-        ``steps`` (cosine annealing), which averages out the gate's minibatch noise: on
-        long minibatch runs it brings Z and the value closer to the optimum, but lam
-        (whose step ``lam_lr`` is not annealed) then chases the nearly frozen gate and
-        its average lands further from ``lam*``, short runs end worse, and full-batch
-        runs gain nothing. Hence the default ``"constant"``; pass ``"cosine"`` for long
-        minibatch fits whose value and Z matter more than lam.
+        Step budget; minibatch size per sample set (None: every set whole, with its
+        weights: the exact population objective of weighted enumerations).
+    lr, lr_schedule, decay_steps, weight_decay
+        AdamW on theta and the shared step-size schedule (module docstring): the default
+        ``"inv-sqrt"`` halves the steps by ``3 decay_steps`` and keeps decreasing, which
+        the benchmark ``benchmarks.modular_fit_defaults`` measured to converge on samples
+        where constant steps stall at their noise floor.
     lam_lr, mu_lr, penalty, mu0, z_decay
-        Exponentiated-gradient step on lam; dual-ascent step on mu; augmented-Lagrangian
-        weight; initial mu; EMA factor of Z.
-    lam_bounds : (lo, hi), optional
-        Per-domain bounds of Lambda (validated by :class:`theory.prior.PriorSet`).
-    lam_iterate : {"last", "average"}; average_from : int
-        Which lam to return; the average runs over steps ``>= average_from`` (default
-        ``steps // 2``).
+        Exponentiated-gradient step on lam; dual-ascent step on mu (both scaled by the
+        schedule); augmented-Lagrangian weight; initial mu; EMA factor of Z.
+    prior : theory.PriorSet, optional
+        Lambda (box bounds only); the simplex when None. ``lam_bounds=(lo, hi)`` is the
+        same as ``prior=PriorSet(p, lower=lo, upper=hi)``.
+    lam_iterate, gate_iterate : {"poly", "average", "last"}
+        Which lam and which gate to return (module docstring); ``average_eta`` is the
+        ``eta`` of ``"poly"``; ``"average"`` runs over steps ``>= average_from`` (default
+        half the budget).
+    tol_gap, tol_z
+        Tolerances of the certificate (``status``).
+    until_converged, check_every, patience
+        Every ``check_every`` steps the residuals are measured on the whole sets at the
+        returned iterate and recorded; with ``until_converged`` the fit stops once they are
+        within tolerance at ``patience`` consecutive checks (``steps`` is then the most it
+        takes).
     device : str or torch.device, optional
         Default CUDA when available, else CPU; results agree to float tolerance.
     dtype, seed
         Arithmetic precision; seed of the minibatch generator.
     log_every, eval_chunk, progress
-        History interval; chunk size of the final full-data evaluation; tqdm bar.
+        History interval; chunk size of whole-set evaluations; tqdm bar.
     checkpoint, checkpoint_every
-        If given, the full state (gate, optimiser, lam, mu, Z EMA, generator, step,
-        history) is saved there every ``checkpoint_every`` steps and at the end; an
-        existing checkpoint of the same configuration is resumed, and the resumed fit ends
-        bit-for-bit where an uninterrupted one would.
+        If given, the full state (gate, averaged gate, optimiser, lam, mu, Z EMA,
+        generator, step, history) is saved there every ``checkpoint_every`` steps and at
+        the end, with a fingerprint of the data (:func:`data_fingerprint`); an existing
+        checkpoint of the same data and configuration is resumed (loaded without pickled
+        code), and the resumed fit ends bit-for-bit where an uninterrupted one would. A
+        checkpoint of other data, other settings, beyond the budget or with a non-finite
+        state is refused (:class:`~theory.errors.InputError`).
     callback : callable(step, record), optional
         Called with every history record (after the step); may raise to stop.
+    handle_sigint : bool
+        Finish the current step on SIGINT, save the checkpoint and raise
+        :class:`FitInterrupted` (a ``KeyboardInterrupt``).
 
     Returns
     -------
@@ -336,128 +587,237 @@ def fit_robust_gate(
     if z_estimator is None:
         z_estimator = "expert-samples" if expert_samples is not None else "data-shortcut"
     check_estimator(z_estimator, expert_samples is not None)
-    ent, lo_np, hi_np = _check_options(adversary, entropies, lam_iterate, lr_schedule, p, lam_bounds)
-    if steps < 1 or (batch_size is not None and batch_size < 1):
-        raise InvalidOptionError(f"steps ({steps}) and batch_size ({batch_size}) must be positive")
+    ent = _check_options(adversary, entropies, lam_iterate, gate_iterate, lr_schedule, p)
+    if prior is not None and lam_bounds is not None:
+        raise InvalidOptionError("give lambda bounds either as prior or as lam_bounds, not both")
+    prior = as_prior(prior if prior is not None else lam_bounds, p)
+    steps = _positive_int("steps", steps)
+    if batch_size is not None:
+        _positive_int("batch_size", batch_size)
+    checkpoint_every, log_every, check_every, patience = (
+        _positive_int(n, v) for n, v in (("checkpoint_every", checkpoint_every), ("log_every", log_every),
+                                          ("check_every", check_every), ("patience", patience)))
+    lr, lam_lr, decay_steps = (_positive_finite(n, v) for n, v in
+                               (("lr", lr), ("lam_lr", lam_lr), ("decay_steps", decay_steps)))
+    mu_lr, penalty, weight_decay, average_eta, tol_gap, tol_z = (
+        _positive_finite(n, v, allow_zero=True) for n, v in
+        (("mu_lr", mu_lr), ("penalty", penalty), ("weight_decay", weight_decay), ("average_eta", average_eta),
+         ("tol_gap", tol_gap), ("tol_z", tol_z)))
+    if not (math.isfinite(float(mu0)) and 0 <= float(z_decay) < 1):
+        raise InvalidOptionError(f"mu0 must be finite and z_decay in [0, 1), got {mu0!r}, {z_decay!r}")
     average_from = steps // 2 if average_from is None else int(average_from)
     dev = resolve_device(device)
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+        parent = os.path.dirname(os.path.abspath(checkpoint))
+        if not os.path.isdir(parent):
+            raise InputError(f"checkpoint {checkpoint}: directory {parent} does not exist")
+        if os.path.isdir(checkpoint):
+            raise InputError(f"checkpoint {checkpoint} is a directory")
 
     use_experts = z_estimator in UNBIASED
     sets = domains + (expert_samples if use_experts else [])
     batches = _Batches(sets, batch_size, dev, dtype)
     n_dom_rows = int((batches.set_ids < p).sum())
+    lo_np, hi_np = (np.zeros(p), np.ones(p)) if prior is None else prior.bounds()
     lo = torch.as_tensor(lo_np, dtype=dtype, device=dev)
     hi = torch.as_tensor(hi_np, dtype=dtype, device=dev)
-    bounded = lam_bounds is not None
+    bounded = prior is not None
     ent_t = None if ent is None else torch.as_tensor(ent, dtype=dtype, device=dev)
 
     gate.to(device=dev, dtype=dtype)
     opt = torch.optim.AdamW(gate.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))) if lr_schedule == "cosine" else (lambda s: 1.0)
-    )
+        opt, lambda s: schedule_factor(lr_schedule, s, steps, decay_steps))
+    avg_fn = (lambda a, x, n: a + (x - a) * _poly_weight(n, average_eta)) if gate_iterate == "poly" else None
+    gate_avg = AveragedModel(gate, avg_fn=avg_fn, use_buffers=True) if gate_iterate != "last" else None
     generator = torch.Generator().manual_seed(seed)
-    lam = torch.as_tensor(PriorSet(p, lower=lo_np, upper=hi_np).feasible_point(), dtype=dtype, device=dev)
-    lam_sum = torch.zeros(p, dtype=dtype, device=dev)
+    lam = torch.as_tensor((PriorSet(p) if prior is None else prior).feasible_point(), dtype=dtype, device=dev)
+    lam_avg = lam.clone()
     n_avg = 0
-    mu = torch.tensor(mu0, dtype=dtype, device=dev)
+    mu = torch.tensor(float(mu0), dtype=dtype, device=dev)
     z_ema = torch.tensor(float("nan"), dtype=dtype, device=dev)
     history: dict[str, list] = {
-        k: [] for k in ("step", "seconds", "lam", "mu", "z", "z_ema", "loss", "nll", "adversary_loss")
+        k: [] for k in ("step", "seconds", "lam", "mu", "z", "z_ema", "loss", "nll", "adversary_loss",
+                        "check_step", "check_gap", "check_z")
     }
-    start, elapsed = 0, 0.0
-    config = dict(p=p, adversary=adversary, z_estimator=z_estimator, steps=steps, batch_size=batch_size, lr=lr,
-                  lr_schedule=lr_schedule, weight_decay=weight_decay, lam_lr=lam_lr, mu_lr=mu_lr, penalty=penalty, mu0=mu0, z_decay=z_decay,
-                  lam_bounds=None if not bounded else (lo_np.tolist(), hi_np.tolist()), seed=seed,
-                  average_from=average_from, log_every=log_every, dtype=str(dtype))
+    start, elapsed, streak = 0, 0.0, 0
+    config = dict(p=p, data=data_fingerprint(domains, expert_samples), adversary=adversary, z_estimator=z_estimator,
+                  steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, decay_steps=decay_steps,
+                  weight_decay=weight_decay, lam_lr=lam_lr, mu_lr=mu_lr, penalty=penalty, mu0=float(mu0),
+                  z_decay=float(z_decay), lam_bounds=None if not bounded else [lo_np.tolist(), hi_np.tolist()],
+                  seed=seed, lam_iterate=lam_iterate, gate_iterate=gate_iterate, average_eta=average_eta,
+                  average_from=average_from, log_every=log_every, check_every=check_every,
+                  until_converged=bool(until_converged), patience=patience, tol_gap=tol_gap, tol_z=tol_z,
+                  entropies=None if ent is None else ent.tolist(), dtype=str(dtype))
 
     if checkpoint is not None and os.path.exists(checkpoint):
-        state = torch.load(checkpoint, map_location=dev, weights_only=False)
-        if state["config"] != config:
-            diff = sorted(k for k in config if state["config"].get(k) != config[k])
-            raise InvalidOptionError(f"checkpoint {checkpoint} was written with other settings ({', '.join(diff)})")
-        gate.load_state_dict(state["gate"])
-        opt.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        lam, lam_sum, mu, z_ema = (state[k].to(dev) for k in ("lam", "lam_sum", "mu", "z_ema"))
-        n_avg, start, elapsed, history = state["n_avg"], state["step"], state["seconds"], state["history"]
+        state = _load_checkpoint(checkpoint, dev, config, steps)
+        try:
+            gate.load_state_dict(state["gate"])
+            if gate_avg is not None:
+                gate_avg.load_state_dict(state["gate_avg"])
+            opt.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            generator.set_state(state["generator"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"checkpoint {checkpoint} does not match this gate: {first[:200]}") from None
+        lam, lam_avg, mu, z_ema = (state[k].to(device=dev, dtype=dtype) for k in ("lam", "lam_avg", "mu", "z_ema"))
+        n_avg, start, elapsed, streak = state["n_avg"], state["step"], state["seconds"], state["streak"]
+        history = state["history"]
 
     def save(step: int) -> None:
-        tmp = f"{checkpoint}.tmp"
-        torch.save(dict(config=config, gate=gate.state_dict(), optimizer=opt.state_dict(),
-                        schedule=schedule.state_dict(), generator=generator.get_state(), lam=lam, lam_sum=lam_sum, mu=mu, z_ema=z_ema,
-                        n_avg=n_avg, step=step, seconds=elapsed + time.perf_counter() - t0, history=history), tmp)
+        tmp = f"{checkpoint}.tmp{os.getpid()}"
+        torch.save(dict(format=CHECKPOINT_FORMAT, config=config, gate=gate.state_dict(),
+                        gate_avg=None if gate_avg is None else gate_avg.state_dict(), optimizer=opt.state_dict(),
+                        schedule=schedule.state_dict(), generator=generator.get_state(), lam=lam, lam_avg=lam_avg,
+                        mu=mu, z_ema=z_ema, n_avg=n_avg, step=step, streak=streak,
+                        seconds=elapsed + time.perf_counter() - t0, history=history), tmp)
         os.replace(tmp, checkpoint)
 
+    def returned_gate() -> nn.Module:
+        return gate if gate_avg is None else gate_avg.module
+
+    def returned_lam() -> torch.Tensor:
+        return lam if lam_iterate == "last" else lam_avg
+
+    own_nll = _own_nll(domains, dev, dtype)
+    done = start
+    stopped = streak >= patience and until_converged
     t0 = time.perf_counter()
     gate.train()
-    for step in tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="primal-dual"):
-        idx = batches.draw(generator)
-        logp = batches.logp[idx]
-        log_gate = torch.log_softmax(gate(batches.features[idx]), dim=1)
-        log_pg = torch.logsumexp(log_gate + logp, dim=1)
-        if use_experts:
-            rows = slice(n_dom_rows, None)
-            terms = z_terms(z_estimator, log_gate[rows], logp[rows], batches.set_ids[rows] - p)
-            means = batches.set_means(torch.cat([-log_pg[:n_dom_rows], terms]))
-            nll, z_hat = means[:p], combine(z_estimator, means[p:])
-        else:
-            nll = batches.set_means(-log_pg)
-            z_hat = combine(z_estimator, batches.set_means(z_terms(z_estimator, log_gate, logp, batches.set_ids)))
-        zbar_prev = torch.where(torch.isnan(z_ema), z_hat.detach(), z_ema)
-        multiplier = mu + penalty * (zbar_prev - 1)
-        loss = lam @ nll + multiplier * (z_hat - 1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        with torch.no_grad():
-            nll_d = nll.detach()
-            if adversary == "nll":
-                adv = nll_d
-            elif adversary == "kl":
-                adv = nll_d - ent_t
+    with _SigintFlag(handle_sigint) as sigint:
+        bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="primal-dual")
+        for step in bar:
+            if stopped:
+                break
+            s_t = schedule_factor(lr_schedule, step, steps, decay_steps)
+            idx = batches.draw(generator)
+            logp = batches.logp[idx]
+            log_gate = torch.log_softmax(gate(batches.features[idx]), dim=1)
+            log_pg = torch.logsumexp(log_gate + logp, dim=1)
+            if use_experts:
+                rows = slice(n_dom_rows, None)
+                terms = z_terms(z_estimator, log_gate[rows], logp[rows], batches.set_ids[rows] - p)
+                means = batches.set_means(torch.cat([-log_pg[:n_dom_rows], terms]))
+                nll, z_hat = means[:p], combine(z_estimator, means[p:])
             else:
-                own = -logp[:n_dom_rows].gather(1, batches.set_ids[:n_dom_rows, None])[:, 0]
-                adv = nll_d - batches.set_means(torch.cat([own, torch.zeros_like(log_pg[n_dom_rows:])]))[:p]
-            z_ema = z_decay * zbar_prev + (1 - z_decay) * z_hat.detach()
-            mu = mu + mu_lr * (z_ema - 1)
-            lam = torch.softmax(torch.log(lam) + lam_lr * adv, dim=0)
-            if bounded:
-                lam = kl_project_capped_simplex(lam, lo, hi)
-            if step >= average_from:
-                lam_sum = lam_sum + lam
-                n_avg += 1
-        done = step + 1
-        if done % log_every == 0 or done == steps:
-            record = dict(step=done, seconds=elapsed + time.perf_counter() - t0, lam=lam.tolist(), mu=float(mu),
-                          z=float(z_hat.detach()), z_ema=float(z_ema), loss=float(loss.detach()),
-                          nll=nll_d.tolist(), adversary_loss=adv.tolist())
-            for key, value in record.items():
-                history[key].append(value)
-            if callback is not None:
-                callback(done, record)
-        if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
-            save(done)
+                nll = batches.set_means(-log_pg)
+                z_hat = combine(z_estimator, batches.set_means(z_terms(z_estimator, log_gate, logp, batches.set_ids)))
+            zbar_prev = torch.where(torch.isnan(z_ema), z_hat.detach(), z_ema)
+            multiplier = mu + penalty * (zbar_prev - 1)
+            loss = lam @ nll + multiplier * (z_hat - 1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+            with torch.no_grad():
+                nll_d = nll.detach()
+                if adversary == "nll":
+                    adv = nll_d
+                elif adversary == "kl":
+                    adv = nll_d - ent_t
+                else:
+                    own = -logp[:n_dom_rows].gather(1, batches.set_ids[:n_dom_rows, None])[:, 0]
+                    adv = nll_d - batches.set_means(torch.cat([own, torch.zeros_like(log_pg[n_dom_rows:])]))[:p]
+                z_ema = z_decay * zbar_prev + (1 - z_decay) * z_hat.detach()
+                mu = mu + (mu_lr * s_t) * (z_ema - 1)
+                lam = torch.softmax(torch.log(lam) + (lam_lr * s_t) * adv, dim=0)
+                if bounded:
+                    lam = kl_project_capped_simplex(lam, lo, hi)
+                if lam_iterate == "poly":
+                    lam_avg = lam_avg + (lam - lam_avg) * _poly_weight(n_avg, average_eta)
+                    n_avg += 1
+                elif lam_iterate == "average" and step >= average_from:
+                    lam_avg = lam_avg + (lam - lam_avg) / (n_avg + 1)
+                    n_avg += 1
+                if gate_avg is not None and (gate_iterate == "poly" or step >= average_from):
+                    gate_avg.update_parameters(gate)
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                record = dict(step=done, seconds=elapsed + time.perf_counter() - t0, lam=lam.tolist(), mu=float(mu),
+                              z=float(z_hat.detach()), z_ema=float(z_ema), loss=float(loss.detach()),
+                              nll=nll_d.tolist(), adversary_loss=adv.tolist())
+                for key, value in record.items():
+                    history[key].append(value)
+                if callback is not None:
+                    callback(done, record)
+            if done % check_every == 0 or done == steps:
+                res = residuals(returned_gate(), returned_lam().cpu().numpy().astype(np.float64), domains,
+                                expert_samples if use_experts else domains, adversary=adversary, entropies=ent,
+                                z_estimator=z_estimator, prior=prior, own_nll=own_nll, chunk=eval_chunk)
+                gate.train()
+                history["check_step"].append(done)
+                history["check_gap"].append(res.gap)
+                history["check_z"].append(res.z)
+                ok = status_of(res.gap, res.z, tol_gap, tol_z) == CONVERGED
+                streak = streak + 1 if ok else 0
+                stopped = until_converged and streak >= patience
+            if checkpoint is not None and (done % checkpoint_every == 0 or done == steps or stopped or sigint.hit):
+                save(done)
+            if sigint.hit:
+                bar.close()
+                raise FitInterrupted(done, checkpoint)
+            if stopped:
+                break
+        bar.close()
     seconds = elapsed + time.perf_counter() - t0
 
-    gate.eval()
-    nll_full = evaluate_nll(gate, domains, chunk=eval_chunk)
-    z_full = evaluate_z(gate, expert_samples if use_experts else domains, z_estimator, chunk=eval_chunk)
-    z_check = None if expert_samples is None else evaluate_z(gate, expert_samples, "expert-samples", chunk=eval_chunk)
+    out_gate = returned_gate()
+    out_gate.eval()
     lam_last = lam.detach().cpu().numpy().astype(np.float64)
-    lam_out = (lam_sum / n_avg).cpu().numpy().astype(np.float64) if lam_iterate == "average" and n_avg else lam_last
-    kl = None if ent is None else nll_full - ent
+    lam_out = returned_lam().detach().cpu().numpy().astype(np.float64) if n_avg else lam_last
+    res = residuals(out_gate, lam_out, domains, expert_samples if use_experts else domains, adversary=adversary,
+                    entropies=ent, z_estimator=z_estimator, prior=prior, own_nll=own_nll, chunk=eval_chunk)
+    z_check = None if expert_samples is None else evaluate_z(out_gate, expert_samples, "expert-samples",
+                                                              chunk=eval_chunk)
+    kl = None if ent is None else res.nll - ent
     return RobustGateResult(
-        lam=lam_out, lam_last=lam_last, gate=gate,
-        gate_state={k: v.detach().cpu().clone() for k, v in gate.state_dict().items()},
-        nll=nll_full, kl=kl, value=None if kl is None else float(kl.max()),
-        z=z_full, z_ema=float(z_ema), z_estimator=z_estimator, z_unbiased=z_estimator in UNBIASED,
-        z_check=z_check, mu=float(mu), adversary=adversary, steps=steps, seconds=seconds, device=str(dev),
+        lam=lam_out, lam_last=lam_last, gate=out_gate,
+        gate_state={k: v.detach().cpu().clone() for k, v in out_gate.state_dict().items()},
+        nll=res.nll, kl=kl, value=None if kl is None else float(kl.max()), excess=res.nll - res.own_nll,
+        z=res.z, gap=res.gap, status=status_of(res.gap, res.z, tol_gap, tol_z), tol_gap=tol_gap, tol_z=tol_z,
+        z_ema=float(z_ema), z_estimator=z_estimator, z_unbiased=z_estimator in UNBIASED,
+        z_check=z_check, mu=float(mu), adversary=adversary, steps=done, seconds=seconds, device=str(dev),
         seed=seed, history={k: np.asarray(v) for k, v in history.items()},
-        info=dict(lam_iterate=lam_iterate, batch_size=batch_size, lam_bounds=config["lam_bounds"]),
+        info=dict(solver="stochastic", lam_iterate=lam_iterate, gate_iterate=gate_iterate, lr_schedule=lr_schedule,
+                  batch_size=batch_size, lam_bounds=config["lam_bounds"], max_steps=steps,
+                  until_converged=bool(until_converged), data_fingerprint=config["data"]),
     )
+
+
+def _own_nll(domains: list[SampleSet], dev, dtype) -> np.ndarray:
+    """``E_{x ~ D_k}[-log pi_k(x)]`` for every domain k (weighted means over all samples)."""
+    return np.array([float((d.probabilities() * -d.logp[:, k].double()).sum()) for k, d in enumerate(domains)])
+
+
+def residuals(gate: nn.Module, lam, domains: list[SampleSet], z_sets: list[SampleSet], *, adversary: str,
+              entropies=None, z_estimator: str, prior: PriorSet | None = None, own_nll=None,
+              chunk: int = 65536) -> Residuals:
+    """The certificate of a (gate, lam) pair on whole sample sets (:class:`Residuals`).
+
+    ``a_k`` is ``NLL_k`` (``"nll"``), ``NLL_k - H_k`` (``"kl"``) or ``NLL_k - own_k``
+    (``"excess"``); the gap is ``max_{lam' in Lambda} lam'.a - lam.a``, whose maximiser over
+    box bounds is :meth:`theory.PriorSet.max_linear` (``max_k a_k`` on the simplex).
+    ``z_sets`` are the estimator's sets (expert samples, or the domains for the shortcut).
+    """
+    was_training = gate.training
+    gate.eval()
+    nll = evaluate_nll(gate, domains, chunk=chunk)
+    z = evaluate_z(gate, z_sets, z_estimator, chunk=chunk)
+    gate.train(was_training)
+    own = _own_nll(domains, None, None) if own_nll is None else np.asarray(own_nll)
+    if adversary == "nll":
+        a = nll
+    elif adversary == "kl":
+        a = nll - np.asarray(entropies, dtype=np.float64)
+    else:
+        a = nll - own
+    lam = np.asarray(lam, dtype=np.float64)
+    best = float(a.max()) if prior is None else float(prior.max_linear(a))
+    gap = best - float(lam @ a)
+    return Residuals(nll=nll, adversary_loss=a, own_nll=own, gap=gap, z=z)
 
 
 @torch.no_grad()
@@ -504,3 +864,30 @@ def evaluate_z(gate: nn.Module, sets: list[SampleSet], estimator: str, *, chunk:
         for k, s in enumerate(sets)
     ]
     return float(combine(estimator, torch.tensor(means, dtype=torch.float64)))
+
+
+def split_holdout(sets: list[SampleSet] | None, fraction: float, seed: int):
+    """Split every set into (train, held-out) parts: ``round(fraction m)`` samples held out.
+
+    The held-out indices are a seeded random permutation's first ``round(fraction m)``
+    (at least one when ``fraction > 0``, and at least one sample stays for training).
+    Returns ``(train, holdout)`` lists (``(None, None)`` for None).
+    """
+    if sets is None:
+        return None, None
+    fraction = float(fraction)
+    if not (0 < fraction < 1):
+        raise InvalidOptionError(f"holdout fraction must be in (0, 1), got {fraction!r}")
+    g = torch.Generator().manual_seed(int(seed) + 7919)
+    train, held = [], []
+    for s in sets:
+        if s.m < 2:
+            raise InputError(f"a set of {s.m} sample cannot be split into training and held-out parts")
+        k = min(max(1, round(fraction * s.m)), s.m - 1)
+        perm = torch.randperm(s.m, generator=g)
+        parts = []
+        for ix in (perm[k:].sort().values, perm[:k].sort().values):
+            parts.append(SampleSet(s.logp[ix], s.features[ix], None if s.weight is None else s.weight[ix]))
+        train.append(parts[0])
+        held.append(parts[1])
+    return train, held

@@ -68,3 +68,17 @@ def excess_game_reference(D, P, offsets):
     assert prob.status == cp.OPTIMAL
     lam = np.array([c.dual_value for c in cons]).ravel()
     return float(prob.value), lam / lam.sum(), np.asarray(q.value)
+
+
+def sampled_sets(D, P, m: int, seed: int):
+    """m samples of every domain and every expert (outcome ids as features), unweighted."""
+    rng = np.random.default_rng(seed)
+    p, n = D.shape
+    logp = np.log(P).T
+    domains, experts = [], []
+    for k in range(p):
+        x = rng.choice(n, size=m, p=D[k])
+        domains.append(sample_set(logp[x], x, name=f"domain {k}"))
+        y = rng.choice(n, size=m, p=P[k])
+        experts.append(sample_set(logp[y], y, name=f"expert {k}"))
+    return domains, experts

@@ -1,0 +1,213 @@
+"""The fit on samples: defaults reach the exact solution, the status is honest, the exact tabular solver."""
+
+import numpy as np
+import pytest
+import torch
+
+from modular import TabularGate, fit_robust_gate
+from modular.primal_dual import CONVERGED, NOT_CONVERGED, residuals, status_of
+from modular.tabular_exact import empirical_instance, solve_tabular_exact
+from tests.modular.modular_instances import enumerated_sets, entropies, finite_instance, sampled_sets, tabular_q
+from theory import PriorSet, solve_robust
+from theory.divergences import kl
+from theory.errors import InputError, InvalidOptionError
+
+# The fits' small steps run many times slower with one thread per core on a shared machine.
+torch.set_num_threads(1)
+
+
+def _population(res, D, P, exact):
+    q = tabular_q(res.gate_state["logits"].numpy(), P)
+    return float(kl(D, q).max() - exact.value), float(np.abs(res.lam - exact.lam).sum()), float(abs(q.sum() - 1))
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_defaults_reach_the_targets_on_samples(seed):
+    """p = 3, n = 30, 2e4 samples per domain and per expert, every option at its default."""
+    D, P = finite_instance(30, 3, seed)
+    exact = solve_robust(D, P)
+    domains, experts = sampled_sets(D, P, 20_000, seed)
+    res = fit_robust_gate(TabularGate(30, 3), domains, experts, entropies=entropies(D), device="cpu")
+    value_err, lam_l1, z_err = _population(res, D, P, exact)
+    # The reference: the exact solve of the same samples' empirical problem.
+    ref = solve_tabular_exact(domains, experts, n_outcomes=30, entropies=entropies(D))
+    ref_err = _population(ref, D, P, exact)[0]
+    assert abs(value_err) < 0.02 + abs(ref_err)
+    assert lam_l1 < 0.1 and z_err < 0.01 + 0.01  # |Z - 1| target plus the expert samples' error (~1/sqrt(m))
+    assert res.status == CONVERGED and res.gap <= res.tol_gap
+
+
+def test_old_constant_steps_do_not_certify_where_the_defaults_do():
+    """The old defaults (constant steps, last gate) stall: the whole-set gap says so."""
+    D, P = finite_instance(30, 3, 0)
+    domains, experts = sampled_sets(D, P, 20_000, 0)
+    old = fit_robust_gate(TabularGate(30, 3), domains, experts, entropies=entropies(D), device="cpu", steps=600,
+                          lr_schedule="constant", lam_iterate="average", gate_iterate="last", batch_size=64)
+    new = fit_robust_gate(TabularGate(30, 3), domains, experts, entropies=entropies(D), device="cpu", steps=600,
+                          batch_size=64)
+    assert new.gap < old.gap
+
+
+def test_a_small_budget_is_not_converged_and_says_why():
+    D, P = finite_instance(30, 3, 0)
+    domains, experts = sampled_sets(D, P, 2_000, 0)
+    res = fit_robust_gate(TabularGate(30, 3), domains, experts, entropies=entropies(D), device="cpu", steps=20)
+    assert res.status == NOT_CONVERGED and (res.gap > res.tol_gap or abs(res.z - 1) > res.tol_z)
+    # The residuals are those of the returned iterate on the whole sets, recomputed independently.
+    again = residuals(res.gate, res.lam, domains, experts, adversary="kl", entropies=entropies(D),
+                      z_estimator="expert-samples")
+    assert again.gap == pytest.approx(res.gap, abs=1e-12) and again.z == pytest.approx(res.z, abs=1e-12)
+    assert res.summary()["status"] == NOT_CONVERGED
+
+
+def test_status_rule():
+    assert status_of(0.01, 1.005, 0.01, 0.01) == CONVERGED
+    assert status_of(0.0100001, 1.0, 0.01, 0.01) == NOT_CONVERGED
+    assert status_of(0.0, 0.98, 0.01, 0.01) == NOT_CONVERGED
+    assert status_of(float("nan"), 1.0, 0.01, 0.01) == NOT_CONVERGED
+
+
+def test_until_converged_stops_early_and_is_converged():
+    D, P = finite_instance(12, 2, 0)
+    domains, experts = enumerated_sets(D, P)
+    kw = dict(entropies=entropies(D), device="cpu", batch_size=None, steps=5000, check_every=50)
+    res = fit_robust_gate(TabularGate(12, 2), domains, experts, until_converged=True, **kw)
+    assert res.status == CONVERGED and res.steps < 5000 and res.steps % 50 == 0
+    assert (np.asarray(res.history["check_gap"][-3:]) <= res.tol_gap).all()
+    assert res.info["max_steps"] == 5000
+
+
+def test_exact_tabular_on_weighted_enumerations_is_theorys_solution():
+    D, P = finite_instance(20, 3, 1)
+    domains, experts = enumerated_sets(D, P)
+    ref = solve_robust(D, P)
+    res = solve_tabular_exact(domains, experts, entropies=entropies(D))
+    np.testing.assert_allclose(res.lam, ref.lam, atol=1e-9)
+    assert res.value == pytest.approx(ref.value, abs=1e-9) and res.status == CONVERGED
+    assert res.z == pytest.approx(1, abs=1e-12) and res.gap == pytest.approx(0, abs=1e-8)
+    assert not res.info["unseen_cell"]
+    # And the stochastic fit on the same (exact) objective agrees with it.
+    fit = fit_robust_gate(TabularGate(20, 3), domains, experts, entropies=entropies(D), device="cpu",
+                          batch_size=None, steps=1000)
+    assert abs(fit.value - res.value) < 0.02 and np.abs(fit.lam - res.lam).sum() < 0.1
+
+
+def test_empirical_instance_is_the_histograms_and_pools_unseen_outcomes():
+    D, P = finite_instance(30, 3, 2)
+    domains, experts = sampled_sets(D, P, 40, 2)
+    Dhat, Pe, rest, seen = empirical_instance(domains, experts, 30)
+    ids = [d.features.numpy() for d in domains]
+    for k in range(3):
+        np.testing.assert_allclose(Dhat[k, :seen.sum()], np.bincount(ids[k], minlength=30)[seen] / 40)
+    assert rest == (not seen.all())
+    np.testing.assert_allclose(Pe.sum(axis=1), 1, atol=1e-12)
+    np.testing.assert_allclose(Pe[:, :seen.sum()], P[:, seen])
+
+
+def test_exact_tabular_refuses_what_it_cannot_solve():
+    D, P = finite_instance(12, 2, 0)
+    domains, experts = enumerated_sets(D, P)
+    with pytest.raises(InvalidOptionError, match="KL game"):
+        solve_tabular_exact(domains, experts, adversary="excess")
+    bad = [type(d)(d.logp.clone(), d.features.clone(), d.weight) for d in domains]
+    bad[1].logp[3] = bad[1].logp[3] - 0.5  # the same outcome id with another expert row
+    with pytest.raises(InputError, match="not outcome ids"):
+        solve_tabular_exact(bad, experts)
+
+
+def test_prior_set_bounds_and_refusals():
+    D, P = finite_instance(20, 3, 1)
+    domains, experts = enumerated_sets(D, P)
+    prior = PriorSet(3, lower=[0.0, 0.5, 0.0], upper=[1.0, 1.0, 0.2])
+    res = fit_robust_gate(TabularGate(20, 3), domains, experts, entropies=entropies(D), device="cpu",
+                          batch_size=None, steps=1000, prior=prior)
+    ref = solve_robust(D, P, prior=prior)
+    assert np.abs(res.lam - ref.lam).sum() < 0.1 and prior.contains(res.lam, tol=1e-9)
+    ex = solve_tabular_exact(domains, experts, entropies=entropies(D), prior=prior)
+    np.testing.assert_allclose(ex.lam, ref.lam, atol=1e-8)
+    with pytest.raises(InvalidOptionError, match="box bounds"):
+        fit_robust_gate(TabularGate(20, 3), domains, experts, entropies=entropies(D), steps=1,
+                        prior=PriorSet(3, A=np.ones((1, 3)), b=np.ones(1)))
+    with pytest.raises(InputError):
+        fit_robust_gate(TabularGate(20, 3), domains, experts, entropies=entropies(D), steps=1,
+                        lam_bounds=([np.nan] * 3, [1.0] * 3))
+
+
+@pytest.mark.parametrize("option,value", [("lr", float("nan")), ("lr", -1.0), ("lam_lr", float("inf")),
+                                          ("checkpoint_every", 0), ("steps", 0), ("mu_lr", float("nan")),
+                                          ("tol_gap", -1.0), ("check_every", 0)])
+def test_bad_numeric_options_are_refused(option, value):
+    D, P = finite_instance(12, 2, 0)
+    domains, experts = enumerated_sets(D, P)
+    with pytest.raises(InvalidOptionError, match=option):
+        fit_robust_gate(TabularGate(12, 2), domains, experts, entropies=entropies(D), **{option: value})
+
+
+def test_sigint_finishes_the_step_saves_and_resumes_bit_for_bit(tmp_path):
+    import os
+    import signal
+
+    from modular.primal_dual import FitInterrupted
+
+    D, P = finite_instance(20, 3, 1)
+    domains, experts = sampled_sets(D, P, 500, 1)
+    kw = dict(entropies=entropies(D), device="cpu", batch_size=8, steps=300, seed=4, checkpoint_every=50)
+    full = fit_robust_gate(TabularGate(20, 3), domains, experts, **kw)
+
+    def interrupt(step, record):
+        if step == 170:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    path = tmp_path / "fit.pt"
+    with pytest.raises(FitInterrupted) as exc:
+        fit_robust_gate(TabularGate(20, 3), domains, experts, checkpoint=path, callback=interrupt,
+                        handle_sigint=True, **kw)
+    assert exc.value.step == 170 and torch.load(path, weights_only=True)["step"] == 170
+    resumed = fit_robust_gate(TabularGate(20, 3), domains, experts, checkpoint=path, **kw)
+    assert torch.equal(full.gate_state["logits"], resumed.gate_state["logits"])
+    np.testing.assert_array_equal(full.lam, resumed.lam)
+    np.testing.assert_array_equal(full.history["check_gap"], resumed.history["check_gap"])
+    assert full.gap == resumed.gap and full.mu == resumed.mu
+
+
+def test_checkpoints_are_checked(tmp_path):
+    D, P = finite_instance(20, 3, 1)
+    domains, experts = sampled_sets(D, P, 300, 1)
+    kw = dict(entropies=entropies(D), device="cpu", batch_size=8, steps=60, seed=4, checkpoint_every=20)
+    path = tmp_path / "fit.pt"
+    fit_robust_gate(TabularGate(20, 3), domains, experts, checkpoint=path, **kw)
+    other_d, other_e = sampled_sets(D, P, 300, 2)
+    with pytest.raises(InputError, match="other data"):
+        fit_robust_gate(TabularGate(20, 3), other_d, other_e, checkpoint=path, **kw)
+    state = torch.load(path, weights_only=True)
+    for name, edit, message in [
+        ("step", dict(step=10 ** 6), "outside 0..60"),
+        ("nan lam", dict(lam=torch.full((3,), float("nan"), dtype=torch.float64)), "lambda is not a finite"),
+        ("nan mu", dict(mu=torch.tensor(float("nan"), dtype=torch.float64)), "mu is not finite"),
+    ]:
+        bad = tmp_path / f"{name}.pt"
+        torch.save(dict(state, **edit), bad)
+        with pytest.raises(InputError, match=message):
+            fit_robust_gate(TabularGate(20, 3), domains, experts, checkpoint=bad, **kw)
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    import pickle
+
+    crafted = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, crafted, pickle_module=pickle)
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(path.read_bytes()[:100])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.pt"
+    text.write_text("hello\n")
+    for bad in (crafted, truncated, empty, text):
+        with pytest.raises(InputError, match="cannot read checkpoint|not a checkpoint"):
+            fit_robust_gate(TabularGate(20, 3), domains, experts, checkpoint=bad, **kw)
+    assert not marker.exists()
+    with pytest.raises(InputError, match="does not exist"):
+        fit_robust_gate(TabularGate(20, 3), domains, experts, checkpoint=tmp_path / "nodir" / "c.pt", **kw)
