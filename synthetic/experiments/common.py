@@ -18,6 +18,19 @@ def sha256_array(a) -> str:
     return h.hexdigest()
 
 
+def seed_streams(seed: int, *sizes: int) -> list[list[int]]:
+    """Independent integer seeds for the random draws of one experiment run.
+
+    Stream ``i`` holds ``sizes[i]`` seeds; every seed comes from its own child of
+    ``numpy.random.SeedSequence(seed)`` (``spawn`` then ``generate_state``), so draws that
+    use different streams, or different seeds of one stream, are statistically
+    independent and no two of them share a generator state (as ``seed + k`` and
+    ``seed * c + k`` can for another run's ``seed``).
+    """
+    streams = np.random.SeedSequence(seed).spawn(len(sizes))
+    return [[int(child.generate_state(1)[0]) for child in stream.spawn(n)] for stream, n in zip(streams, sizes)]
+
+
 def lambda_grid(p: int, points: int, seed: int = 0) -> np.ndarray:
     """Test mixtures: for p = 2 an even grid of ``lam_0`` in [0, 1]; otherwise the p
     vertices, the centre and ``points`` Dirichlet(1) draws. Returns (m x p)."""
