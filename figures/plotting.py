@@ -24,7 +24,7 @@ plt.rcParams.update({
 LAMBDA_A = r"test mixture weight $\lambda_A$ of domain A"
 TEST_KL = r"exact $\mathrm{KL}(D_\lambda \,\|\, \mathrm{model})$ (nats)"
 JSD_HALF = r"$\mathrm{JSD}_{1/2}$ of the domains (nats)"
-EPS_MAX = r"$\max_k \varepsilon_k = \max_k \mathrm{KL}(D_k \,\|\, \pi_k)$ (nats)"
+EPS_MAX = r"largest expert error $\varepsilon_k = \mathrm{KL}(D_k \,\|\, \pi_k)$ (nats)"
 STEP = "training step"
 
 #: Line styles of the models that recur across figures: the gates in black, baselines
