@@ -6,6 +6,7 @@ import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import LAMBDA_A, MODEL_STYLES, TEST_KL, legend, model_styles, panels
+from figures.settings import sweep_configs
 from synthetic.experiments.labels import (
     DOREMI,
     GROUP_DRO,
@@ -27,9 +28,7 @@ SETTINGS = {
 
 
 def configs(profile: str, contamination: float) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "contamination": contamination, "seed": seed} for seed in seeds]
+    return sweep_configs(SETTINGS, profile, fixed={"contamination": contamination})
 
 
 def worst_case(df: pd.DataFrame) -> pd.Series:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import STEP, legend, panels
+from figures.settings import sweep_configs
 from synthetic.experiments.dynamics import primal_dual_dynamics
 
 #: The caption's verdict: the fitted gate's population robust KL within 0.02 nats of the
@@ -29,9 +30,7 @@ ADVERSARY_LABELS = {"kl": "KL game (paper)", "nll": "raw NLL (Group DRO)"}
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "adversary": adv, "seed": seed} for adv in ADVERSARIES for seed in seeds]
+    return sweep_configs(SETTINGS, profile, grid={"adversary": ADVERSARIES})
 
 
 def run(ctx: Context) -> Caption:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import LAMBDA_A, TEST_KL, error_bar_note, legend, model_styles, panels
+from figures.settings import sweep_configs
 from synthetic.experiments.distillation import distillation
 from synthetic.experiments.labels import (
     BAYES_ROUTER,
@@ -32,9 +33,7 @@ GAP_LINTHRESH = 1e-3
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "seed": seed} for seed in seeds]
+    return sweep_configs(SETTINGS, profile)
 
 
 def run(ctx: Context) -> Caption:

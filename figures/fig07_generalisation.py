@@ -7,6 +7,7 @@ from scipy.stats import spearmanr
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import panels
+from figures.settings import sweep_configs
 from synthetic.experiments.generalisation import generalisation_point
 
 SETTINGS = {
@@ -19,9 +20,7 @@ SETTINGS = {
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    ms, cs, seeds = s.pop("m"), s.pop("cells"), s.pop("seeds")
-    return [{**s, "m": m, "cells": c, "seed": seed} for m in ms for c in cs for seed in seeds]
+    return sweep_configs(SETTINGS, profile, expand=("m", "cells"))
 
 
 def run(ctx: Context) -> Caption:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import panels
+from figures.settings import sweep_configs
 from synthetic.experiments.gradient_conflict import PAIRS, gradient_cosines
 
 SETTINGS = {
@@ -14,9 +15,7 @@ SETTINGS = {
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "pair": pair, "seed": seed} for pair in PAIRS for seed in seeds]
+    return sweep_configs(SETTINGS, profile, grid={"pair": PAIRS})
 
 
 def run(ctx: Context) -> Caption:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import panels
+from figures.settings import sweep_configs
 from synthetic.experiments.gaussian_mixture import gaussian_mixture_robust
 
 #: The primal-dual gate's population robust KL should match the exact grid value this closely (nats).
@@ -24,9 +25,7 @@ SETTINGS = {
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "grid": list(s["grid"]), "seed": seed} for seed in seeds]
+    return sweep_configs(SETTINGS, profile, fixed={"grid": list(SETTINGS[profile]["grid"])})
 
 
 def run(ctx: Context) -> Caption:

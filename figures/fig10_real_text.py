@@ -7,6 +7,7 @@ import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import error_bar_note, model_styles, panels
+from figures.settings import sweep_configs
 from synthetic.experiments.common import lam_label
 from synthetic.experiments.labels import ROBUST, UNIFORM_STATIC, expert, monolithic_ngram
 from synthetic.experiments.real_text import text_nll
@@ -27,9 +28,7 @@ SETTINGS = {
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "domains": list(DOMAINS), "mixtures": [list(m) for m in MIXTURES], "seed": seed} for seed in seeds]
+    return sweep_configs(SETTINGS, profile, fixed={"domains": list(DOMAINS), "mixtures": [list(m) for m in MIXTURES]})
 
 
 def run(ctx: Context) -> Caption:

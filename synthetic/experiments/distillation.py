@@ -23,7 +23,7 @@ from modular.distill import (
     train_router,
 )
 from synthetic.baselines import train_on_weights
-from synthetic.experiments.common import exact_probs, seed_streams, sha256_array, single_thread_torch
+from synthetic.experiments.common import EXACT_TOL, exact_probs, seed_streams, sha256_array, single_thread_torch
 from synthetic.experiments.labels import (
     BAYES_ROUTER,
     LEARNED_ROUTER,
@@ -52,7 +52,7 @@ def distillation(config: dict) -> dict:
     data = [d.sample(config["m"], s) for d, s in zip(domains, sample_seeds)]
     experts = [NGramModel(V, config["order"], T, name=f"expert {k}").fit(x) for k, x in enumerate(data)]
     D, P, outcomes = finite_instance(domains, experts)
-    exact = solve_robust(D, P, tol=1e-9)
+    exact = solve_robust(D, P, tol=EXACT_TOL)
     token_logp = np.stack([e.token_log_probs(outcomes) for e in experts], axis=2)  # (n, T, p)
     with np.errstate(divide="ignore"):
         log_gate = np.log(exact.gate)

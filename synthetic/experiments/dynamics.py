@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import softmax
 
 from modular import TabularGate, fit_robust_gate, sample_set
-from synthetic.experiments.common import seed_streams, sha256_array, single_thread_torch
+from synthetic.experiments.common import EXACT_TOL, seed_streams, sha256_array, single_thread_torch
 from synthetic.finite import finite_instance
 from synthetic.markov import conflict_task, contaminated
 from synthetic.ngram import NGramModel
@@ -41,7 +41,7 @@ def primal_dual_dynamics(config: dict) -> dict:
     (draw_seed,), expert_seeds = seed_streams(seed, 1, len(domains))
     experts = ngram_experts(domains, config, expert_seeds)
     D, P, _ = finite_instance(domains, experts)
-    exact = solve_robust(D, P, tol=1e-9)
+    exact = solve_robust(D, P, tol=EXACT_TOL)
     rng = np.random.default_rng(draw_seed)
     n = D.shape[1]
     logp = np.log(P).T  # (n x p): every expert's log-probability of every outcome
@@ -61,7 +61,7 @@ def primal_dual_dynamics(config: dict) -> dict:
     # What an exact solver reaches from the same samples: the robust gate of the empirical
     # domains, scored on the population.
     empirical = np.stack([np.bincount(i, minlength=n) for i in dom_idx]) / config["m"]
-    from_samples = solve_robust(empirical, P, tol=1e-9)
+    from_samples = solve_robust(empirical, P, tol=EXACT_TOL)
     final = {"adversary": config["adversary"], "seed": seed, "lam_fit0": float(res.lam[0]),
              "lam_star0": float(exact.lam[0]), "value_fit": res.value, "value_exact": exact.value,
              "value_exact_from_samples": float(kl(D, from_samples.q).max()),

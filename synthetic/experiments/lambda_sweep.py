@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from synthetic.baselines import train_doremi, train_group_dro, train_on_weights
-from synthetic.experiments.common import exact_probs, seed_streams, sha256_array, single_thread_torch
+from synthetic.experiments.common import EXACT_TOL, exact_probs, seed_streams, sha256_array, single_thread_torch
 from synthetic.experiments.labels import (
     DOREMI,
     GROUP_DRO,
@@ -73,8 +73,8 @@ def _lambda_sweep(config: dict) -> dict:
     experts = [TorchSequenceModel(V, T, config["expert_width"], seed=s, name=f"expert {k}").fit([d], **fit)
                for k, (d, s) in enumerate(zip(data, expert_seeds))]
     D, P, outcomes = finite_instance([A, B], experts)
-    robust = solve_robust(D, P, tol=1e-9)
-    static = solve_robust(D, P, family="constant", tol=1e-9)
+    robust = solve_robust(D, P, tol=EXACT_TOL)
+    static = solve_robust(D, P, family="constant", tol=EXACT_TOL)
     width = config["mono_width"]
     # Every monolithic model starts from the same initialisation seed (common random numbers).
     common = {"V": V, "T": T, "seed": seed}
