@@ -27,8 +27,9 @@ def run(ctx: Context) -> Caption:
     for i, pair in enumerate(PAIRS):
         stats = df[df.pair == pair].groupby("step").cosine.agg(["mean", "min", "max"])
         ax.plot(stats.index, stats["mean"], color=f"C{i}", label=f"{pair} domains")
-        ax.fill_between(stats.index, stats["min"], stats["max"], color=f"C{i}", alpha=0.2)
-    ax.axhline(0, color="k", lw=0.8)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=f"C{i}", alpha=0.2,
+                        label=f"{pair}: range over seeds")
+    ax.axhline(0, color="k", lw=0.8, label="orthogonal gradients")
     ax.set_xlabel("training step")
     ax.set_ylabel("cos(grad L_A, grad L_B)")
     ax.set_title("per-domain gradients of the monolithic model (band: seeds)")
