@@ -7,16 +7,8 @@ import pandas as pd
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import LAMBDA_A, MODEL_STYLES, TEST_KL, legend, model_styles, panels
 from figures.settings import sweep_configs
-from synthetic.experiments.labels import (
-    DOREMI,
-    GROUP_DRO,
-    LAM_STAR_TRAINED,
-    ORACLE,
-    ROBUST,
-    STATIC,
-    expert_alone,
-    monolithic,
-)
+from synthetic.experiments.labels import DOREMI, GROUP_DRO, LAM_STAR_TRAINED, ORACLE, ROBUST, STATIC, expert_alone
+from synthetic.experiments.labels import monolithic
 from synthetic.experiments.lambda_sweep import DOMAIN_NAMES, lambda_sweep
 
 SETTINGS = {

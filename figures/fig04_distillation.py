@@ -8,16 +8,8 @@ from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import LAMBDA_A, TEST_KL, error_bar_note, legend, model_styles, panels
 from figures.settings import sweep_configs
 from synthetic.experiments.distillation import distillation
-from synthetic.experiments.labels import (
-    BAYES_ROUTER,
-    LEARNED_ROUTER,
-    OPTIMAL_ROUTER,
-    ROBUST,
-    ROUTERS,
-    kl_gate_to_routed,
-    monolithic,
-    routed,
-)
+from synthetic.experiments.labels import BAYES_ROUTER, LEARNED_ROUTER, OPTIMAL_ROUTER, ROBUST, ROUTERS
+from synthetic.experiments.labels import kl_gate_to_routed, monolithic, routed
 
 SETTINGS = {
     "quick": {"V": 5, "T": 4, "noise": 0.05, "order": 2, "m": 2000, "n_samples": 4000, "router_steps": 2000,

@@ -13,26 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from modular.distill import (
-    bayes_router,
-    kl_to_routed,
-    optimal_router,
-    routed_log_prob,
-    router_divergence,
-    router_probs,
-    train_router,
-)
+from modular.distill import bayes_router, kl_to_routed, optimal_router, routed_log_prob, router_divergence
+from modular.distill import router_probs, train_router
 from synthetic.baselines import train_on_weights
 from synthetic.experiments.common import EXACT_TOL, exact_probs, seed_streams, sha256_array, single_thread_torch
-from synthetic.experiments.labels import (
-    BAYES_ROUTER,
-    LEARNED_ROUTER,
-    OPTIMAL_ROUTER,
-    ROBUST,
-    kl_gate_to_routed,
-    monolithic,
-    routed,
-)
+from synthetic.experiments.labels import BAYES_ROUTER, LEARNED_ROUTER, OPTIMAL_ROUTER, ROBUST, kl_gate_to_routed
+from synthetic.experiments.labels import monolithic, routed
 from synthetic.finite import finite_instance
 from synthetic.markov import conflict_task
 from synthetic.ngram import NGramModel

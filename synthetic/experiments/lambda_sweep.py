@@ -16,16 +16,8 @@ import numpy as np
 
 from synthetic.baselines import train_doremi, train_group_dro, train_on_weights
 from synthetic.experiments.common import EXACT_TOL, exact_probs, seed_streams, sha256_array, single_thread_torch
-from synthetic.experiments.labels import (
-    DOREMI,
-    GROUP_DRO,
-    LAM_STAR_TRAINED,
-    ORACLE,
-    ROBUST,
-    STATIC,
-    expert_alone,
-    monolithic,
-)
+from synthetic.experiments.labels import DOREMI, GROUP_DRO, LAM_STAR_TRAINED, ORACLE, ROBUST, STATIC, expert_alone
+from synthetic.experiments.labels import monolithic
 from synthetic.finite import finite_instance
 from synthetic.markov import conflict_task, contaminated
 from synthetic.models import TorchSequenceModel

@@ -7,16 +7,8 @@ import pandas as pd
 from figures.fig01_lambda_sweep import COINCIDE_TOL, coincidences, size_note, sweep_caption
 from figures.pipeline import PROFILES
 from figures.registry import ENTRIES
-from synthetic.experiments.labels import (
-    DOREMI,
-    GROUP_DRO,
-    LAM_STAR_TRAINED,
-    ORACLE,
-    ROBUST,
-    STATIC,
-    expert_alone,
-    monolithic,
-)
+from synthetic.experiments.labels import DOREMI, GROUP_DRO, LAM_STAR_TRAINED, ORACLE, ROBUST, STATIC, expert_alone
+from synthetic.experiments.labels import monolithic
 
 CFG = {"mono_width": 16, "large_width": 20, "expert_width": 8}
 LAMS = np.linspace(0.0, 1.0, 5)
