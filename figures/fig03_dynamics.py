@@ -5,10 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
-from figures.plotting import panels
+from figures.plotting import STEP, legend, panels
+from figures.settings import sweep_configs
 from synthetic.experiments.dynamics import primal_dual_dynamics
 
-#: Issue 5's acceptance: robust value within 0.02 nats, Z within 1% of one.
+#: The caption's verdict: the fitted gate's population robust KL within 0.02 nats of the
+#: exact value and its mass Z within 1% of one (the fit is stochastic; an exact solver on
+#: the same samples is off by about 0.001 nats).
 VALUE_TOL, Z_TOL = 0.02, 0.01
 
 SETTINGS = {
@@ -23,12 +26,11 @@ SETTINGS = {
 # each expert and its m samples (n = V^T outcomes); m = 20,000 left 1.5% of |Z - 1| that way.
 # The cosine schedule removes the minibatch noise of the last iterate.
 ADVERSARIES = ("kl", "nll")
+ADVERSARY_LABELS = {"kl": "KL game (paper)", "nll": "raw NLL (Group DRO)"}
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "adversary": adv, "seed": seed} for adv in ADVERSARIES for seed in seeds]
+    return sweep_configs(SETTINGS, profile, grid={"adversary": ADVERSARIES})
 
 
 def run(ctx: Context) -> Caption:
@@ -39,20 +41,26 @@ def run(ctx: Context) -> Caption:
     ctx.write_table("dynamics", df, configs=cfgs, results=results)
     ctx.write_table("dynamics_final", final, configs=cfgs, results=results)
 
-    fig, (ax_lam, ax_mu, ax_z) = panels(3)
+    fig, (ax_lam, ax_mu, ax_z) = panels(3, width=3.8, height=3.2)
     first_seed = df[df.seed == df.seed.min()]
     for i, (adv, d) in enumerate(first_seed.groupby("adversary", sort=False)):
-        label = {"kl": "KL game (paper)", "nll": "raw NLL (Group DRO)"}[adv]
+        label = ADVERSARY_LABELS[adv]
         ax_lam.plot(d.step, d.lam0, color=f"C{i}", lw=1, label=label)
         ax_mu.plot(d.step, d.mu, color=f"C{i}", lw=1, label=label)
-        ax_z.plot(d.step, d.z, color=f"C{i}", lw=0.5, alpha=0.35)
-        ax_z.plot(d.step, d.z_ema, color=f"C{i}", lw=1.2, label=f"{label}, smoothed")
-    ax_lam.axhline(final.lam_star0.iloc[0], color="k", ls="--", label="exact lam*_A")
-    ax_z.axhline(1.0, color="k", ls="--")
-    for ax, name in ((ax_lam, "lam_t (domain A)"), (ax_mu, "mu_t"), (ax_z, "Z_t (minibatch and smoothed)")):
-        ax.set_xlabel("step")
-        ax.set_title(name)
-    ax_lam.legend(fontsize=7)
+        ax_z.plot(d.step, d.z, color=f"C{i}", lw=0.5, alpha=0.35, label=f"{label}: minibatch estimate")
+        ax_z.plot(d.step, d.z_ema, color=f"C{i}", lw=1.2, label=f"{label}: smoothed (EMA)")
+    ax_lam.axhline(final.lam_star0.iloc[0], color="k", ls="--", label=r"exact $\lambda^*_A$")
+    ax_mu.axhline(1.0, color="k", ls=":", lw=0.8, label=r"optimum $\mu^* = 1$")
+    ax_z.axhline(1.0, color="k", ls="--", label=r"$Z = 1$ (gate in $G_1$)")
+    for ax, title, ylabel in (
+            (ax_lam, r"adversary's weight $\lambda_t$ on domain A", r"$\lambda_{t,A}$"),
+            (ax_mu, r"multiplier $\mu_t$ of the constraint $Z = 1$", r"$\mu_t$"),
+            (ax_z, r"mass $Z_t$ of the gated model", r"$Z_t$")):
+        ax.set_xlabel(STEP)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        legend(ax, fontsize=6)
+    fig.tight_layout()
     ctx.save_figure("dynamics", fig, configs=cfgs, results=results)
 
     kl_runs = final[final.adversary == "kl"]
@@ -68,5 +76,6 @@ def run(ctx: Context) -> Caption:
             f"|Z-1| = {zerr:.3f} on the population ({zerr_own:.3f} on the fit's own expert samples; the difference is "
             f"their sampling error), |lam_A - lam*_A| = {lam_err:.3f}; "
             f"the raw-NLL adversary ends at lam_A = {nll.lam_fit0.mean():.2f} vs lam*_A = "
-            f"{nll.lam_star0.mean():.2f}")
+            f"{nll.lam_star0.mean():.2f}; panels: seed {int(df.seed.min())}, Z panel thin lines the per-step "
+            f"minibatch estimates of Z, thick lines their exponential moving average")
     return Caption(text, held, "primal-dual reaches the exact robust gate")

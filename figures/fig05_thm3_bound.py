@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from figures.pipeline import Caption, Context, rows_frame
-from figures.plotting import panels
+from figures.plotting import TEST_KL, panels
 from synthetic.experiments.thm3_bound import REGIMES, thm3_curves
 
 #: Sweep sizes per profile: instance sizes n, numbers of domains p, seeds, test mixtures.
@@ -33,14 +33,14 @@ def run(ctx: Context) -> Caption:
         d = first[first.regime == regime].sort_values("lam0")
         ax.plot(d.lam0, d.bound, "k--", label="Thm 3 bound")
         ax.plot(d.lam0, d.robust_kl, "C0-", label="robust gate (exact)")
-        ax.plot(d.lam0, d.static_sigma_kl, "C1:", label="static gate softmax(eps)")
+        ax.plot(d.lam0, d.static_sigma_kl, "C1:", label=r"static gate $\mathrm{softmax}(\varepsilon)$")
         if regime == "identical-domains":
-            ax.plot(d.lam0, d.summary_formula, "C2-.", lw=1, label="paper summary sum sigma_k eps_k")
-            ax.plot(d.lam0, d.direct_formula, "C4-.", lw=1, label="sum lam*_k eps_k - JSD_lam")
+            ax.plot(d.lam0, d.summary_formula, "C2-.", lw=1, label=r"paper summary $\sum_k \sigma_k \varepsilon_k$")
+            ax.plot(d.lam0, d.direct_formula, "C4-.", lw=1, label=r"$\sum_k \lambda^*_k \varepsilon_k - \mathrm{JSD}_\lambda$")
             ax.legend(fontsize=6)
         ax.set_title(regime)
-        ax.set_xlabel("test mixture lambda_0")
-    axes[0].set_ylabel("KL(D_lam || model) (nats)")
+        ax.set_xlabel(r"test mixture weight $\lambda_0$")
+    axes[0].set_ylabel(TEST_KL)
     axes[0].legend()
     ctx.save_figure("thm3_bound", fig, configs=cfgs, results=results)
 

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from figures.pipeline import Caption, Context, rows_frame
-from figures.plotting import panels
+from figures.plotting import EPS_MAX, JSD_HALF, legend, panels
 from synthetic.experiments.phase import phase_point
 
 SETTINGS = {
@@ -29,28 +29,31 @@ def run(ctx: Context) -> Caption:
     df = rows_frame(results)
     ctx.write_table("phase_diagram", df, configs=cfgs, results=results)
 
-    fig, (ax, ax2) = panels(2, width=4.6, height=3.6)
-    fig.subplots_adjust(wspace=0.5)
+    fig, (ax, ax2) = panels(2, width=4.8, height=3.8)
     lim = float(np.abs(df.diff_worst).max())
     sc = ax.scatter(df.jsd_half, df.eps_max, c=df.diff_worst, cmap="RdBu_r", vmin=-lim, vmax=lim, s=45,
                     edgecolors="k", linewidths=0.3)
     if (df.diff_worst > 0).any() and (df.diff_worst < 0).any():
         ax.tricontour(df.jsd_half, df.eps_max, df.diff_worst, levels=[0.0], colors="k", linewidths=1)
+        # tricontour draws no legend entry of its own; this proxy line stands for it.
+        ax.plot([], [], "k-", lw=1, label="measured break-even (difference = 0)")
     top = float(df.jsd_half.max())
-    ax.plot([0, top], [0, top], "k:", lw=0.8, label="eps = JSD")
+    ax.plot([0, top], [0, top], "k:", lw=0.8, label=r"rule $\varepsilon = \mathrm{JSD}_{1/2}$")
     ax.set_xlim(0, 1.05 * top)
-    ax.set_xlabel("JSD_{1/2} of the domains (nats)")
-    ax.set_ylabel("max_k eps_k = KL(D_k || pi_k) (nats)")
+    ax.set_xlabel(JSD_HALF)
+    ax.set_ylabel(EPS_MAX)
     ax.set_title("modular - monolithic worst-case KL")
-    ax.legend(loc="upper left")
-    fig.colorbar(sc, ax=ax, label="nats (blue: modular better)")
+    legend(ax, loc="upper left")
+    fig.colorbar(sc, ax=ax, label="modular - monolithic (nats; blue: modular better)")
     for e, d in df.groupby("expert_noise"):
         d = d.sort_values("jsd_half")
         ax2.plot(d.jsd_half, d.diff_worst, "o-", ms=3, label=f"expert noise {e:g}")
-    ax2.axhline(0, color="k", lw=0.8)
-    ax2.set_xlabel("JSD_{1/2} of the domains (nats)")
-    ax2.set_ylabel("modular - monolithic (nats)")
-    ax2.legend(fontsize=6)
+    ax2.axhline(0, color="k", lw=0.8, label="break-even")
+    ax2.set_xlabel(JSD_HALF)
+    ax2.set_ylabel("modular - monolithic worst-case KL (nats)")
+    ax2.set_title("the same difference, one line per expert noise")
+    legend(ax2, fontsize=6)
+    fig.tight_layout()
     ctx.save_figure("phase_diagram", fig, configs=cfgs, results=results)
 
     wins = df.diff_worst < 0

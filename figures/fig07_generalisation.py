@@ -7,6 +7,7 @@ from scipy.stats import spearmanr
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import panels
+from figures.settings import sweep_configs
 from synthetic.experiments.generalisation import generalisation_point
 
 SETTINGS = {
@@ -19,9 +20,7 @@ SETTINGS = {
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    ms, cs, seeds = s.pop("m"), s.pop("cells"), s.pop("seeds")
-    return [{**s, "m": m, "cells": c, "seed": seed} for m in ms for c in cs for seed in seeds]
+    return sweep_configs(SETTINGS, profile, expand=("m", "cells"))
 
 
 def run(ctx: Context) -> Caption:
@@ -35,6 +34,7 @@ def run(ctx: Context) -> Caption:
     for i, (c, d) in enumerate(mean.groupby("cells")):
         ax_m.semilogx(d.m, d.gap, "o-", color=f"C{i}", ms=3, label=f"gap, {c} cells")
         ax_m.semilogx(d.m, d.bound, "--", color=f"C{i}", lw=0.8)
+    ax_m.plot([], [], "k--", lw=0.8, label="Thm 9 bound (dashed, same colour)")
     ax_m.set_yscale("symlog", linthresh=1e-2)
     ax_m.set_xlabel("samples per domain m")
     ax_m.set_ylabel("population - empirical CE (nats)")
@@ -51,6 +51,7 @@ def run(ctx: Context) -> Caption:
     for i, (c, d) in enumerate(mean.groupby("cells")):
         ax_ce.semilogx(d.m, d.empirical_ce, ":", color=f"C{i}")
         ax_ce.semilogx(d.m, d.population_ce, "-", color=f"C{i}", label=f"{c} cells")
+    ax_ce.plot([], [], "k:", label="empirical (dotted, same colour)")
     ax_ce.set_xlabel("samples per domain m")
     ax_ce.set_ylabel("cross-entropy (nats)")
     ax_ce.set_title("population (solid), empirical (dotted)")

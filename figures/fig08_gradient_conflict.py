@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import panels
+from figures.settings import sweep_configs
 from synthetic.experiments.gradient_conflict import PAIRS, gradient_cosines
 
 SETTINGS = {
@@ -14,9 +15,7 @@ SETTINGS = {
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "pair": pair, "seed": seed} for pair in PAIRS for seed in seeds]
+    return sweep_configs(SETTINGS, profile, grid={"pair": PAIRS})
 
 
 def run(ctx: Context) -> Caption:
@@ -28,8 +27,9 @@ def run(ctx: Context) -> Caption:
     for i, pair in enumerate(PAIRS):
         stats = df[df.pair == pair].groupby("step").cosine.agg(["mean", "min", "max"])
         ax.plot(stats.index, stats["mean"], color=f"C{i}", label=f"{pair} domains")
-        ax.fill_between(stats.index, stats["min"], stats["max"], color=f"C{i}", alpha=0.2)
-    ax.axhline(0, color="k", lw=0.8)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=f"C{i}", alpha=0.2,
+                        label=f"{pair}: range over seeds")
+    ax.axhline(0, color="k", lw=0.8, label="orthogonal gradients")
     ax.set_xlabel("training step")
     ax.set_ylabel("cos(grad L_A, grad L_B)")
     ax.set_title("per-domain gradients of the monolithic model (band: seeds)")

@@ -6,6 +6,7 @@ import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import panels
+from figures.settings import sweep_configs
 from synthetic.experiments.gaussian_mixture import gaussian_mixture_robust
 
 #: The primal-dual gate's population robust KL should match the exact grid value this closely (nats).
@@ -24,9 +25,7 @@ SETTINGS = {
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "grid": list(s["grid"]), "seed": seed} for seed in seeds]
+    return sweep_configs(SETTINGS, profile, fixed={"grid": list(SETTINGS[profile]["grid"])})
 
 
 def run(ctx: Context) -> Caption:
@@ -42,6 +41,7 @@ def run(ctx: Context) -> Caption:
     for k in range(p):
         ax.plot(curves.x, curves[f"domain_{k}"], color=f"C{k}", lw=1, label=f"domain {k}")
         ax.plot(curves.x, curves[f"expert_{k}"], color=f"C{k}", ls="--", lw=0.8)
+    ax.plot([], [], color="k", ls="--", lw=0.8, label="expert k (dashed, domain k's colour)")
     ax.plot(curves.x, curves.robust_gate, "k", lw=1.8, label="robust gated model (exact)")
     ax.plot(curves.x, curves.monolithic, color="grey", ls=":", lw=1.5, label="monolithic fit")
     ax.set_xlabel("x")
@@ -55,7 +55,7 @@ def run(ctx: Context) -> Caption:
     ax_bar.bar(ks + width, first.monolithic_kl_grid, width, label="monolithic fit (grid)")
     ax_bar.set_xticks(ks)
     ax_bar.set_xlabel("domain k")
-    ax_bar.set_ylabel("KL(D_k || model) (nats)")
+    ax_bar.set_ylabel(r"$\mathrm{KL}(D_k \,\|\, \mathrm{model})$ (nats)")
     ax_bar.legend(fontsize=6)
     ctx.save_figure("gaussian_mixture", fig, configs=cfgs, results=results)
 

@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
-from figures.plotting import panels
+from figures.plotting import error_bar_note, model_styles, panels
+from figures.settings import sweep_configs
+from synthetic.experiments.common import lam_label
+from synthetic.experiments.labels import ROBUST, UNIFORM_STATIC, expert, monolithic_ngram
 from synthetic.experiments.real_text import text_nll
 
 DOMAINS = ("docs", "code", "notes")
@@ -25,9 +28,7 @@ SETTINGS = {
 
 
 def configs(profile: str) -> list[dict]:
-    s = dict(SETTINGS[profile])
-    seeds = s.pop("seeds")
-    return [{**s, "domains": list(DOMAINS), "mixtures": [list(m) for m in MIXTURES], "seed": seed} for seed in seeds]
+    return sweep_configs(SETTINGS, profile, fixed={"domains": list(DOMAINS), "mixtures": [list(m) for m in MIXTURES]})
 
 
 def run(ctx: Context) -> Caption:
@@ -43,35 +44,51 @@ def run(ctx: Context) -> Caption:
 
     mixtures = list(dict.fromkeys(table.mixture))
     models = list(dict.fromkeys(table.model))
-    fig, (ax,) = panels(1, width=9.0, height=3.8)
+    names = mixture_names()
+    styles = model_styles(models)
+    n_seeds = len(cfgs)
+    fig, (ax, ax_worst) = panels(2, width=6.0, height=4.2)
+    fig.set_size_inches(13.0, 4.6)
     width = 0.8 / len(models)
     x = np.arange(len(mixtures))
     for i, model in enumerate(models):
         d = table[table.model == model].set_index("mixture").loc[mixtures]
-        ax.bar(x + i * width, d["mean"], width, yerr=d["std"], label=model, capsize=2)
+        ax.bar(x + i * width, d["mean"], width, yerr=d["std"] if n_seeds > 1 else None, label=model, capsize=2,
+               color=styles[model]["color"])
     ax.set_xticks(x + 0.4 - width / 2)
-    ax.set_xticklabels([f"{m}\n({','.join(DOMAINS)})" if i == 0 else m for i, m in enumerate(mixtures)], fontsize=7)
+    ax.set_xticklabels([names[m] for m in mixtures], fontsize=7)
+    ax.set_xlabel(f"test mixture of the domains ({', '.join(DOMAINS)})")
     ax.set_ylabel("test NLL (nats per byte)")
     ax.set_ylim(bottom=0.9 * table["mean"].min())
-    ax.legend(fontsize=6, ncol=4)
+    ax.set_title("NLL on each test mixture")
+    worst = df.groupby(["model", "seed"]).nll_per_byte.max().groupby("model").agg(["mean", "std"]).loc[models]
+    ax_worst.barh(np.arange(len(models)), worst["mean"], xerr=worst["std"] if n_seeds > 1 else None, capsize=2,
+                  color=[styles[m]["color"] for m in models])
+    ax_worst.set_yticks(np.arange(len(models)))
+    ax_worst.set_yticklabels(models, fontsize=8)
+    ax_worst.invert_yaxis()
+    ax_worst.set_xlim(left=0.9 * worst["mean"].min())
+    ax_worst.set_xlabel("worst-case test NLL over the mixtures (nats per byte)")
+    ax_worst.set_title("worst case (the robust objective)")
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=len(models), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     ctx.save_figure("real_text", fig, configs=cfgs, results=results)
 
-    worst = df.groupby(["model", "seed"]).nll_per_byte.max().groupby("model").agg(["mean", "std"])
-    same = f"monolithic {cfgs[0]['order']}-gram"
-    held = bool(worst.loc["robust gate", "mean"] < worst.loc[same, "mean"])
+    same = monolithic_ngram(cfgs[0]["order"])
+    held = bool(worst.loc[ROBUST, "mean"] < worst.loc[same, "mean"])
     best = worst["mean"].idxmin()
-    text = (f"Real text ({', '.join(DOMAINS)}; {len(cfgs)} seeds): worst-case NLL over {len(mixtures)} test "
-            f"mixtures {worst.loc['robust gate', 'mean']:.3f} +- {worst.loc['robust gate', 'std']:.3f} nats/byte "
+    text = (f"Real text ({', '.join(DOMAINS)}; {n_seeds} seeds; {error_bar_note(n_seeds)}): worst-case NLL over "
+            f"{len(mixtures)} test mixtures {worst.loc[ROBUST, 'mean']:.3f} +- {worst.loc[ROBUST, 'std']:.3f} nats/byte "
             f"for the robust gate vs {worst.loc[same, 'mean']:.3f} for the same-order monolithic n-gram and "
-            f"{worst.loc['uniform static gate', 'mean']:.3f} for the uniform static gate; lowest: {best} "
+            f"{worst.loc[UNIFORM_STATIC, 'mean']:.3f} for the uniform static gate; lowest: {best} "
             f"({worst.loc[best, 'mean']:.3f})")
     excess = worst_excess(df)
-    val = {m: np.mean([max(r["val_excess"][m]) for r in results]) for m in ("robust gate", "uniform static gate")}
+    val = {m: np.mean([max(r["val_excess"][m]) for r in results]) for m in (ROBUST, UNIFORM_STATIC)}
     text += (f"; worst-case excess over the domain's own expert (the gate's training objective), nats/byte: on the "
-             f"validation windows the gate was fitted on, robust gate {val['robust gate']:.4f} vs uniform static "
-             f"gate {val['uniform static gate']:.4f}; on the test windows {excess['robust gate']:.4f} vs "
-             f"{excess['uniform static gate']:.4f} (same-order monolithic {excess[same]:.4f})")
-    if val["robust gate"] < val["uniform static gate"] and excess["robust gate"] >= excess["uniform static gate"]:
+             f"validation windows the gate was fitted on, robust gate {val[ROBUST]:.4f} vs uniform static "
+             f"gate {val[UNIFORM_STATIC]:.4f}; on the test windows {excess[ROBUST]:.4f} vs "
+             f"{excess[UNIFORM_STATIC]:.4f} (same-order monolithic {excess[same]:.4f})")
+    if val[ROBUST] < val[UNIFORM_STATIC] and excess[ROBUST] >= excess[UNIFORM_STATIC]:
         text += (": the fit improves on its own data, and the test shortfall is the shift between the few "
                  "documents of each split")
     return Caption(text, held, "robust gate beats the same-size monolithic model on held-out mixtures")
@@ -81,9 +98,19 @@ def worst_excess(df: pd.DataFrame) -> pd.Series:
     """Per model: ``max_k NLL_k(model) - NLL_k(expert k)`` on the single-domain test sets, mean over seeds."""
     rows = []
     for k, domain in enumerate(DOMAINS):
-        label = ";".join("1" if j == k else "0" for j in range(len(DOMAINS)))
-        d = df[df.mixture == label]
-        own = d[d.model == f"expert {domain}"].set_index("seed").nll_per_byte
+        d = df[df.mixture == lam_label(np.eye(len(DOMAINS))[k])]
+        own = d[d.model == expert(domain)].set_index("seed").nll_per_byte
         rows.append(d.assign(excess=d.nll_per_byte.to_numpy() - own.loc[d.seed].to_numpy()))
     ex = pd.concat(rows)
     return ex.groupby(["model", "seed"]).excess.max().groupby("model").mean()
+
+
+def mixture_names() -> dict[str, str]:
+    """Tick label of each test mixture, keyed by the table's ``mixture`` column (:func:`lam_label`)."""
+    out = {}
+    for lam in MIXTURES:
+        lam = np.asarray(lam, dtype=np.float64)
+        used = [(w, d) for w, d in zip(lam, DOMAINS) if w > 0]
+        name = f"{used[0][1]} only" if len(used) == 1 else "\n".join(f"{w:.0%} {d}" for w, d in used)
+        out[lam_label(lam)] = name
+    return out

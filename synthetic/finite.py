@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from synthetic.sequences import MAX_ENUMERATION, SequenceDomain, SequenceModel
+from theory.divergences import kl
 from theory.errors import InputError, ShapeMismatchError
 from theory.validation import as_instance
 
@@ -44,9 +45,10 @@ def finite_instance(
 
 
 def exact_kl(domain: SequenceDomain, model: SequenceModel, *, limit: int = MAX_ENUMERATION) -> float:
-    """``KL(D || pi) = sum_x D(x) (log D(x) - log pi(x))`` by enumeration of ``{0..V-1}^T`` (nats)."""
-    outcomes = domain.enumerate(limit)[0]
-    logd, logq = domain.log_prob(outcomes), model.log_prob(outcomes)
-    d = np.exp(logd)
-    keep = d > 0
-    return float(np.sum(d[keep] * (logd[keep] - logq[keep])))
+    """``KL(D || pi) = sum_x D(x) log(D(x) / pi(x))`` by enumeration of ``{0..V-1}^T`` (nats).
+
+    The probabilities are the ones :func:`finite_instance` puts in ``(D, P)`` and the
+    divergence is :func:`theory.kl`, so ``exact_kl(d, e) == kl(D[k], P[k])`` for that pair.
+    """
+    outcomes, d = domain.enumerate(limit)
+    return kl(d, np.exp(model.log_prob(outcomes)))

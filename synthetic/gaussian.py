@@ -260,9 +260,10 @@ def discretisation_report(domains, experts, instance: GridInstance, *, m: int = 
     discretised ``KL(D_k || pi_k)``, the continuous KL (quadrature in 1-D, Monte Carlo in 2-D)
     with its error estimate, and their difference."""
     rows = []
+    seeds = np.random.SeedSequence(seed).spawn(len(domains))
     for k, (dom, exp) in enumerate(zip(domains, experts)):
         kl_grid = float(kl(instance.D[k], instance.P[k]))
-        kl_cont, err = continuous_kl(dom, exp, m=m, seed=seed + k)
+        kl_cont, err = continuous_kl(dom, exp, m=m, seed=int(seeds[k].generate_state(1)[0]))
         rows.append({
             "domain": dom.name,
             "outside_mass_domain": 1.0 - instance.inside_domains[k],

@@ -9,6 +9,10 @@ import numpy as np
 
 from theory.errors import InvalidOptionError
 
+#: Certified duality gap (nats) of the exact reference solves of the experiments: well
+#: below the smallest difference any caption reports (1e-4 nats).
+EXACT_TOL = 1e-9
+
 
 def sha256_array(a) -> str:
     """SHA-256 of an array's dtype, shape and C-ordered bytes (equal arrays hash equally)."""
@@ -16,6 +20,19 @@ def sha256_array(a) -> str:
     h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
     h.update(arr.tobytes())
     return h.hexdigest()
+
+
+def seed_streams(seed: int, *sizes: int) -> list[list[int]]:
+    """Independent integer seeds for the random draws of one experiment run.
+
+    Stream ``i`` holds ``sizes[i]`` seeds; every seed comes from its own child of
+    ``numpy.random.SeedSequence(seed)`` (``spawn`` then ``generate_state``), so draws that
+    use different streams, or different seeds of one stream, are statistically
+    independent and no two of them share a generator state (as ``seed + k`` and
+    ``seed * c + k`` can for another run's ``seed``).
+    """
+    streams = np.random.SeedSequence(seed).spawn(len(sizes))
+    return [[int(child.generate_state(1)[0]) for child in stream.spawn(n)] for stream, n in zip(streams, sizes)]
 
 
 def lambda_grid(p: int, points: int, seed: int = 0) -> np.ndarray:

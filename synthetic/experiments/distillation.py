@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from modular.distill import bayes_router, kl_to_routed, optimal_router, router_probs, routed_log_prob, train_router
+from modular.distill import bayes_router, kl_to_routed, optimal_router, routed_log_prob, router_divergence
+from modular.distill import router_probs, train_router
 from synthetic.baselines import train_on_weights
-from synthetic.experiments.common import exact_probs, sha256_array, single_thread_torch
+from synthetic.experiments.common import EXACT_TOL, exact_probs, seed_streams, sha256_array, single_thread_torch
+from synthetic.experiments.labels import BAYES_ROUTER, LEARNED_ROUTER, OPTIMAL_ROUTER, ROBUST, kl_gate_to_routed
+from synthetic.experiments.labels import monolithic, routed
 from synthetic.finite import finite_instance
 from synthetic.markov import conflict_task
 from synthetic.ngram import NGramModel
@@ -31,36 +34,34 @@ def distillation(config: dict) -> dict:
     """
     V, T, seed = config["V"], config["T"], config["seed"]
     domains = conflict_task(V, T, config["noise"])
-    data = [d.sample(config["m"], seed + k) for k, d in enumerate(domains)]
+    sample_seeds, (draw_seed,) = seed_streams(seed, len(domains), 1)
+    data = [d.sample(config["m"], s) for d, s in zip(domains, sample_seeds)]
     experts = [NGramModel(V, config["order"], T, name=f"expert {k}").fit(x) for k, x in enumerate(data)]
     D, P, outcomes = finite_instance(domains, experts)
-    exact = solve_robust(D, P, tol=1e-9)
+    exact = solve_robust(D, P, tol=EXACT_TOL)
     token_logp = np.stack([e.token_log_probs(outcomes) for e in experts], axis=2)  # (n, T, p)
     with np.errstate(divide="ignore"):
         log_gate = np.log(exact.gate)
     log_q = np.log(exact.q)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(draw_seed)
     draws = rng.choice(len(outcomes), size=config["n_samples"], p=exact.q / exact.q.sum())
     with single_thread_torch():
         fit = train_router(outcomes[draws], token_logp[draws], vocab=V, steps=config["router_steps"], seed=seed)
-        routers = {"learned router": router_probs(fit.router, outcomes)}
+        routers = {LEARNED_ROUTER: router_probs(fit.router, outcomes)}
         mono = train_on_weights(data, [0.5, 0.5], V=V, T=T, width=config["mono_width"], seed=seed,
                                 steps=config["mono_steps"])
-    routers["Bayes router"] = bayes_router(outcomes, token_logp, log_gate)
-    routers["optimal router"] = optimal_router(outcomes, token_logp, log_gate)
-    models = {"robust gate": exact.q, f"monolithic w{config['mono_width']} (even)": exact_probs(mono, outcomes)}
+    routers[BAYES_ROUTER] = bayes_router(outcomes, token_logp, log_gate)
+    routers[OPTIMAL_ROUTER] = optimal_router(outcomes, token_logp, log_gate)
+    models = {ROBUST: exact.q, monolithic(config["mono_width"]): exact_probs(mono, outcomes)}
     summary = {"seed": seed}
     for name, probs in routers.items():
         log_rho = routed_log_prob(probs, token_logp)
-        models[f"routed ({name})"] = np.exp(log_rho)
-        summary[f"kl_gate_to_routed ({name})"] = kl_to_routed(log_q, log_rho)
+        models[routed(name)] = np.exp(log_rho)
+        summary[kl_gate_to_routed(name)] = kl_to_routed(log_q, log_rho)
     # Expected summed router KL E_{x ~ pi_g} sum_t KL(gamma_Bayes(x_<t) || gamma_learned(x_<t)).
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(routers["Bayes router"] > 0, routers["Bayes router"]
-                         * (np.log(routers["Bayes router"]) - np.log(routers["learned router"])), 0.0)
-    summary["router_kl_learned_vs_bayes"] = float(exact.q @ terms.sum(axis=(1, 2)))
+    summary["router_kl_learned_vs_bayes"] = router_divergence(log_q, routers[BAYES_ROUTER], routers[LEARNED_ROUTER])
     summary["router_tv_learned_vs_bayes"] = float(
-        exact.q @ (0.5 * np.abs(routers["Bayes router"] - routers["learned router"]).sum(axis=2)).mean(axis=1))
+        exact.q @ (0.5 * np.abs(routers[BAYES_ROUTER] - routers[LEARNED_ROUTER]).sum(axis=2)).mean(axis=1))
     t = np.linspace(0.0, 1.0, config["points"])
     rows = [{"model": name, "lam0": float(a), "test_kl": kl(mixture([a, 1 - a], D), q / q.sum()), "seed": seed}
             for name, q in models.items() for a in t]

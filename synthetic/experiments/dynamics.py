@@ -15,17 +15,17 @@ import numpy as np
 from scipy.special import softmax
 
 from modular import TabularGate, fit_robust_gate, sample_set
-from synthetic.experiments.common import sha256_array, single_thread_torch
+from synthetic.experiments.common import EXACT_TOL, seed_streams, sha256_array, single_thread_torch
 from synthetic.finite import finite_instance
 from synthetic.markov import conflict_task, contaminated
 from synthetic.ngram import NGramModel
-from theory import entropy, kl, solve_robust
+from theory import entropy, gated_model, kl, solve_robust
 
 
-def ngram_experts(domains, config: dict, seed: int):
-    """One n-gram expert per domain, fitted on ``m_expert`` of its samples."""
-    return [NGramModel(d.V, config["order"], d.T, name=f"expert {k}").fit(d.sample(config["m_expert"], seed + 100 + k))
-            for k, d in enumerate(domains)]
+def ngram_experts(domains, config: dict, seeds):
+    """One n-gram expert per domain, fitted on ``m_expert`` of its samples (drawn with ``seeds[k]``)."""
+    return [NGramModel(d.V, config["order"], d.T, name=f"expert {k}").fit(d.sample(config["m_expert"], s))
+            for k, (d, s) in enumerate(zip(domains, seeds))]
 
 
 def primal_dual_dynamics(config: dict) -> dict:
@@ -38,10 +38,11 @@ def primal_dual_dynamics(config: dict) -> dict:
     seed = config["seed"]
     A, B = conflict_task(config["V"], config["T"], config["noise"])
     domains = [contaminated(A, B, config["contamination"]), B]
-    experts = ngram_experts(domains, config, seed)
+    (draw_seed,), expert_seeds = seed_streams(seed, 1, len(domains))
+    experts = ngram_experts(domains, config, expert_seeds)
     D, P, _ = finite_instance(domains, experts)
-    exact = solve_robust(D, P, tol=1e-9)
-    rng = np.random.default_rng(seed)
+    exact = solve_robust(D, P, tol=EXACT_TOL)
+    rng = np.random.default_rng(draw_seed)
     n = D.shape[1]
     logp = np.log(P).T  # (n x p): every expert's log-probability of every outcome
     dom_idx = [rng.choice(n, size=config["m"], p=d) for d in D]
@@ -60,12 +61,12 @@ def primal_dual_dynamics(config: dict) -> dict:
     # What an exact solver reaches from the same samples: the robust gate of the empirical
     # domains, scored on the population.
     empirical = np.stack([np.bincount(i, minlength=n) for i in dom_idx]) / config["m"]
-    from_samples = solve_robust(empirical, P, tol=1e-9)
+    from_samples = solve_robust(empirical, P, tol=EXACT_TOL)
     final = {"adversary": config["adversary"], "seed": seed, "lam_fit0": float(res.lam[0]),
              "lam_star0": float(exact.lam[0]), "value_fit": res.value, "value_exact": exact.value,
              "value_exact_from_samples": float(kl(D, from_samples.q).max()),
              "z_fit": res.z, "z_estimator": res.z_estimator, "fit_seconds": res.seconds}
-    q = np.einsum("nk,kn->n", softmax(res.gate_state["logits"].numpy(), axis=1), P)
+    q = gated_model(softmax(res.gate_state["logits"].numpy(), axis=1), P)
     final["z_population"] = float(q.sum())
     final["value_fit_population"] = float(kl(D, q / q.sum()).max())
     return {"rows": rows, "final": final,

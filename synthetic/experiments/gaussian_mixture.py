@@ -26,9 +26,13 @@ import numpy as np
 import torch
 
 from modular import MLPGate, fit_robust_gate, sample_set
-from synthetic.experiments.common import sha256_array, single_thread_torch
+from synthetic.experiments.common import EXACT_TOL, seed_streams, sha256_array, single_thread_torch
 from synthetic.gaussian import Grid, discretisation_report, fit_gmm_expert, grid_instance, random_mixture
-from theory import kl, solve_robust
+from theory import gated_model, kl, solve_robust
+
+#: The gate's MLP on x: the best gate is a smooth function of x with a few transitions
+#: between the components, which two hidden layers of 32 units represent.
+GATE_HIDDEN, GATE_DEPTH = 32, 2
 
 
 def gaussian_mixture_robust(config: dict) -> dict:
@@ -41,23 +45,23 @@ def gaussian_mixture_robust(config: dict) -> dict:
     ``batch_size``, ``lr``, ``lr_schedule``, ``lam_lr``, ``seed``.
     """
     p, seed = config["p"], config["seed"]
-    domains = [random_mixture(1, config["components"], seed=seed * 100 + k, spread=config["spread"], name=f"D{k}")
-               for k in range(p)]
-    train = [d.sample(config["m_fit"], seed * 100 + 10 + k) for k, d in enumerate(domains)]
+    domain_seeds, train_seeds, fit_seeds, expert_seeds, entropy_seeds = seed_streams(seed, p, p, p, p, p)
+    domains = [random_mixture(1, config["components"], seed=s, spread=config["spread"], name=f"D{k}")
+               for k, s in enumerate(domain_seeds)]
+    train = [d.sample(config["m_fit"], s) for d, s in zip(domains, train_seeds)]
     experts = [fit_gmm_expert(x, config["expert_components"], seed=seed, name=f"expert {k}")
                for k, x in enumerate(train)]
     mono = fit_gmm_expert(np.vstack(train), p * config["expert_components"], seed=seed, name="monolithic")
     lo, hi, cells = config["grid"]
     grid = Grid.regular(lo, hi, cells)
     inst = grid_instance(domains, experts, grid)
-    exact = solve_robust(inst.D, inst.P, tol=1e-9)
+    exact = solve_robust(inst.D, inst.P, tol=EXACT_TOL)
     q_mono = grid_instance(domains, [mono] * p, grid).P[0]
     report = discretisation_report(domains, experts, inst, seed=seed)
 
-    xs = [d.sample(config["m"], seed * 100 + 20 + k) for k, d in enumerate(domains)]
-    ys = [e.sample(config["m"], seed * 100 + 30 + k) for k, e in enumerate(experts)]
-    H = np.array([-d.logpdf(d.sample(config["m_entropy"], seed * 100 + 40 + k)).mean()
-                  for k, d in enumerate(domains)])
+    xs = [d.sample(config["m"], s) for d, s in zip(domains, fit_seeds)]
+    ys = [e.sample(config["m"], s) for e, s in zip(experts, expert_seeds)]
+    H = np.array([-d.logpdf(d.sample(config["m_entropy"], s)).mean() for d, s in zip(domains, entropy_seeds)])
 
     def logp(x):
         return np.column_stack([e.logpdf(x) for e in experts])
@@ -67,7 +71,7 @@ def gaussian_mixture_robust(config: dict) -> dict:
     pooled = np.vstack(xs)
     with single_thread_torch():
         torch.manual_seed(seed)
-        gate = MLPGate(1, p, hidden=32, depth=2, mean=pooled.mean(0), std=pooled.std(0))
+        gate = MLPGate(1, p, hidden=GATE_HIDDEN, depth=GATE_DEPTH, mean=pooled.mean(0), std=pooled.std(0))
         fit = fit_robust_gate(gate, dom_sets, exp_sets, entropies=H, adversary="kl", steps=config["steps"],
                               batch_size=config["batch_size"], lr=config["lr"], lr_schedule=config["lr_schedule"],
                               lam_lr=config["lam_lr"], seed=seed)
@@ -75,7 +79,7 @@ def gaussian_mixture_robust(config: dict) -> dict:
     z_pop = float(q_fit.sum())
     kl_fit_pop = kl(inst.D, q_fit / z_pop)
     empirical = np.stack([np.bincount(grid_cells(x, grid), minlength=inst.D.shape[1]) for x in xs]) / config["m"]
-    from_samples = float(kl(inst.D, solve_robust(empirical, inst.P, tol=1e-9).q).max())
+    from_samples = float(kl(inst.D, solve_robust(empirical, inst.P, tol=EXACT_TOL).q).max())
 
     centres = grid.centres()[:, 0]
     width = np.diff(grid.edges[0])
@@ -115,4 +119,4 @@ def gate_on_grid(gate: torch.nn.Module, inst) -> np.ndarray:
     param = next(gate.parameters())
     with torch.no_grad():
         g = torch.softmax(gate(torch.as_tensor(points[:, None], dtype=param.dtype, device=param.device)), dim=1)
-    return np.einsum("nk,kn->n", g.double().cpu().numpy(), inst.P)
+    return gated_model(g.double().cpu().numpy(), inst.P)

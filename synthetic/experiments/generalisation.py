@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthetic.experiments.common import sha256_array
+from synthetic.experiments.common import EXACT_TOL, sha256_array
 from theory import cross_entropy, solve_robust
 from theory.bounds import expert_constants, generalisation_bound, partition_rademacher
 from theory.claims.instances import make_instance
@@ -34,7 +34,7 @@ def generalisation_point(config: dict) -> dict:
     cells = rng.permutation(np.arange(n) % c)
     samples = np.stack([rng.choice(n, size=m, p=inst.D[k]) for k in range(p)])
     empirical = np.stack([np.bincount(s, minlength=n) for s in samples]) / m
-    res = solve_robust(empirical, inst.P, family="partition", cells=cells, tol=1e-9)
+    res = solve_robust(empirical, inst.P, family="partition", cells=cells, tol=EXACT_TOL)
     emp, pop = cross_entropy(empirical, res.q), cross_entropy(inst.D, res.q)
     M, C = expert_constants(inst.P)
     R = np.array([partition_rademacher(cells[samples[k]], c, p, config["draws"], rng) for k in range(p)])

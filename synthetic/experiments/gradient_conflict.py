@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthetic.experiments.common import require_option, sha256_array, single_thread_torch
+from synthetic.experiments.common import require_option, seed_streams, sha256_array, single_thread_torch
 from synthetic.markov import conflict_task, shift_chain
 from synthetic.models import TorchSequenceModel
 
@@ -35,7 +35,8 @@ def gradient_cosines(config: dict) -> dict:
     config: ``pair``, ``V``, ``T``, ``noise``, ``m``, ``width``, ``steps``, ``every``, ``seed``.
     """
     A, B = domain_pair(config["pair"], config["V"], config["T"], config["noise"])
-    data = [A.sample(config["m"], config["seed"]), B.sample(config["m"], config["seed"] + 1)]
+    (sample_seeds,) = seed_streams(config["seed"], 2)
+    data = [d.sample(config["m"], s) for d, s in zip((A, B), sample_seeds)]
     with single_thread_torch():
         model = TorchSequenceModel(config["V"], config["T"], config["width"], seed=config["seed"])
         model.fit(data, steps=config["steps"], conflict_every=config["every"])

@@ -15,15 +15,18 @@ from __future__ import annotations
 import numpy as np
 
 from synthetic.baselines import train_doremi, train_group_dro, train_on_weights
-from synthetic.experiments.common import exact_probs, sha256_array, single_thread_torch
+from synthetic.experiments.common import EXACT_TOL, exact_probs, seed_streams, sha256_array, single_thread_torch
+from synthetic.experiments.labels import DOREMI, GROUP_DRO, LAM_STAR_TRAINED, ORACLE, ROBUST, STATIC, expert_alone
+from synthetic.experiments.labels import monolithic
 from synthetic.finite import finite_instance
 from synthetic.markov import conflict_task, contaminated
 from synthetic.models import TorchSequenceModel
 from theory import kl, mixture, solve_robust
 
-ROBUST = "robust gate"
-STATIC = "best static gate"
-ORACLE = "Oracle"
+__all__ = ["ORACLE", "ROBUST", "STATIC", "lambda_sweep", "task_domains"]
+
+#: The two domains of the conflict task, in the order of ``(D, P)``.
+DOMAIN_NAMES = ("A", "B")
 
 
 def task_domains(config: dict):
@@ -56,31 +59,33 @@ def lambda_sweep(config: dict) -> dict:
 def _lambda_sweep(config: dict) -> dict:
     V, T, seed = config["V"], config["T"], config["seed"]
     A, B = task_domains(config)
-    data = [A.sample(config["m"], seed), B.sample(config["m"], seed + 1)]
+    sample_seeds, expert_seeds = seed_streams(seed, 2, 2)
+    data = [d.sample(config["m"], s) for d, s in zip((A, B), sample_seeds)]
     fit = {"steps": config["steps"]}
-    experts = [TorchSequenceModel(V, T, config["expert_width"], seed=seed + k, name=f"expert {k}").fit([d], **fit)
-               for k, d in enumerate(data)]
+    experts = [TorchSequenceModel(V, T, config["expert_width"], seed=s, name=f"expert {k}").fit([d], **fit)
+               for k, (d, s) in enumerate(zip(data, expert_seeds))]
     D, P, outcomes = finite_instance([A, B], experts)
-    robust = solve_robust(D, P, tol=1e-9)
-    static = solve_robust(D, P, family="constant", tol=1e-9)
+    robust = solve_robust(D, P, tol=EXACT_TOL)
+    static = solve_robust(D, P, family="constant", tol=EXACT_TOL)
     width = config["mono_width"]
+    # Every monolithic model starts from the same initialisation seed (common random numbers).
     common = {"V": V, "T": T, "seed": seed}
     doremi, doremi_lam = train_doremi(data, experts, width=width, **common, **fit)
-    monolithic = {
-        f"monolithic w{width} (even)": train_on_weights(data, [0.5, 0.5], width=width, **common, **fit),
-        f"monolithic w{config['large_width']} (even)": train_on_weights(data, [0.5, 0.5], width=config["large_width"],
-                                                                        **common, **fit),
-        "Group DRO": train_group_dro(data, width=width, **common, **fit),
-        "DoReMi": doremi,
-        "lam*-trained": train_on_weights(data, robust.lam, width=width, **common, **fit),
+    baselines = {
+        monolithic(width): train_on_weights(data, [0.5, 0.5], width=width, **common, **fit),
+        monolithic(config["large_width"]): train_on_weights(data, [0.5, 0.5], width=config["large_width"],
+                                                            **common, **fit),
+        GROUP_DRO: train_group_dro(data, width=width, **common, **fit),
+        DOREMI: doremi,
+        LAM_STAR_TRAINED: train_on_weights(data, robust.lam, width=width, **common, **fit),
     }
     t = np.linspace(0.0, 1.0, config["points"])
     lams = np.column_stack([t, 1 - t])
     rows = _test_rows(ROBUST, robust.q, D, lams, config)
     rows += _test_rows(STATIC, static.q, D, lams, config)
-    for k in range(2):
-        rows += _test_rows(f"expert {'AB'[k]} alone", P[k], D, lams, config)
-    for label, model in monolithic.items():
+    for k, name in enumerate(DOMAIN_NAMES):
+        rows += _test_rows(expert_alone(name), P[k], D, lams, config)
+    for label, model in baselines.items():
         rows += _test_rows(label, exact_probs(model, outcomes), D, lams, config,
                            {"parameters": model.n_parameters})
     to = np.linspace(0.0, 1.0, config["oracle_points"])
@@ -93,9 +98,9 @@ def _lambda_sweep(config: dict) -> dict:
                "doremi_weights": np.asarray(doremi_lam).tolist(), "eps": eps.tolist(),
                "robust_value": robust.value, "static_value": static.value,
                "expert_parameters": experts[0].n_parameters, "solver_status": [robust.status, static.status]}
+    gated_size = sum(e.n_parameters for e in experts)
     for r in rows:
-        r.setdefault("parameters", 2 * experts[0].n_parameters if r["model"] in (ROBUST, STATIC) else
-                     experts[0].n_parameters)
+        r.setdefault("parameters", gated_size if r["model"] in (ROBUST, STATIC) else experts[0].n_parameters)
     return {"rows": rows, "summary": summary,
             "checksums": {f"lambda_sweep/c{config.get('contamination', 0.0)}/s{seed}/train_{k}": sha256_array(d)
                           for k, d in enumerate(data)}}

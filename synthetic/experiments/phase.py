@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthetic.experiments.common import sha256_array
+from synthetic.experiments.common import EXACT_TOL, sha256_array
 from synthetic.finite import finite_instance
 from synthetic.markov import conflict_task, shift_chain
 from synthetic.ngram import NGramModel
@@ -51,7 +51,7 @@ def phase_point(config: dict) -> dict:
     half = np.array([0.5, 0.5])
     mono = exact_ngram_fit(V, T, config["order"], outcomes, mixture(half, D))
     q_mono = np.exp(mono.log_prob(outcomes))
-    res = solve_robust(D, P, tol=1e-9)
+    res = solve_robust(D, P, tol=EXACT_TOL)
     eps, mono_kl = kl(D, P), kl(D, q_mono)
     row = {
         "V": V, "T": T, "noise": noise, "expert_noise": config["expert_noise"], "order": config["order"],

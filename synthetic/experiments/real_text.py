@@ -23,12 +23,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modular import LinearGate, fit_robust_gate, sample_set
-from synthetic.experiments.common import lam_label, single_thread_torch
+from modular import LinearGate, fit_robust_gate, gated_log_prob, sample_set
+from synthetic.experiments.common import lam_label, seed_streams, single_thread_torch
+from synthetic.experiments.labels import ROBUST, UNIFORM_STATIC, expert, monolithic_ngram
 from synthetic.ngram import NGramModel
 from synthetic.sequences import sample_categorical
 from synthetic.text import load_text_corpus
 
+#: Byte-level text: every one of the 256 byte values is a token.
 V = 256
 
 
@@ -55,8 +57,9 @@ def _windows(split, m: int, T: int, rng) -> np.ndarray:
 
 
 def _uniform_gate(logp_windows: np.ndarray) -> np.ndarray:
-    """``log((1/p) sum_k pi_k(x))`` of each window: the uniform static gate."""
-    return np.logaddexp.reduce(logp_windows - np.log(logp_windows.shape[1]), axis=1)
+    """``log((1/p) sum_k pi_k(x))`` of each window: the uniform static gate (equal gate logits)."""
+    lp = torch.as_tensor(logp_windows, dtype=torch.float64)
+    return gated_log_prob(torch.zeros_like(lp), lp).numpy()
 
 
 def _nll_per_byte(logp_windows: np.ndarray, T: int) -> float:
@@ -72,14 +75,15 @@ def text_nll(config: dict) -> dict:
     """
     seed, T, order = config["seed"], config["T"], config["order"]
     corpus = load_text_corpus(config["domains"])
-    rng = np.random.default_rng(seed)
     names = list(config["domains"])
+    (split_seed,), expert_seeds = seed_streams(seed, 1, len(names))
+    rng = np.random.default_rng(split_seed)
     train = [_subset(corpus[d]["train"], config["max_train_bytes"], config["train_fraction"], rng) for d in names]
     experts = [NGramModel(V, order, name=f"expert {d}").fit(docs) for d, docs in zip(names, train)]
     sizes = np.array([sum(doc.size for doc in docs) for docs in train], dtype=np.float64)
     pooled = [doc for docs in train for doc in docs]
     weights = np.concatenate([np.full(len(docs), sizes.sum() / (len(names) * s)) for docs, s in zip(train, sizes)])
-    monolithic = {f"monolithic {n}-gram": NGramModel(V, n, name=f"monolithic {n}-gram").fit(pooled, weights)
+    monolithic = {monolithic_ngram(n): NGramModel(V, n, name=monolithic_ngram(n)).fit(pooled, weights)
                   for n in (order, order + 1)}
     val = [_windows(corpus[d]["val"], config["m_val"], T, rng) for d in names]
     test = [_windows(corpus[d]["test"], config["m_test"], T, rng) for d in names]
@@ -89,8 +93,8 @@ def text_nll(config: dict) -> dict:
 
     val_logp = [logp(x) for x in val]
     dom_sets = [sample_set(lp, name=f"val {d}") for d, lp in zip(names, val_logp)]
-    exp_sets = [sample_set(logp(sample_windows(e, config["m_expert"], T, seed * 31 + k)), name=f"expert {k}")
-                for k, e in enumerate(experts)]
+    exp_sets = [sample_set(logp(sample_windows(e, config["m_expert"], T, s)), name=f"expert {k}")
+                for k, (e, s) in enumerate(zip(experts, expert_seeds))]
     feats = torch.cat([s.features for s in dom_sets])
     with single_thread_torch():
         torch.manual_seed(seed)
@@ -101,17 +105,15 @@ def text_nll(config: dict) -> dict:
         gate.eval()
         with torch.no_grad():
             test_logp = [logp(x) for x in test]
-            robust = [torch.logsumexp(torch.log_softmax(gate(torch.as_tensor(lp)), 1) + torch.as_tensor(lp), 1).numpy()
-                      for lp in test_logp]
+            robust = [gated_log_prob(gate(torch.as_tensor(lp)), torch.as_tensor(lp)).numpy() for lp in test_logp]
     uniform = [_uniform_gate(lp) for lp in test_logp]
     own_val = np.array([-lp[:, k].mean() for k, lp in enumerate(val_logp)])
     uniform_val = np.array([-_uniform_gate(lp).mean() for lp in val_logp])
-    val_excess = {"robust gate": ((fit.nll - own_val) / T).tolist(),
-                  "uniform static gate": ((uniform_val - own_val) / T).tolist()}
-    per_domain = {"robust gate": [_nll_per_byte(r, T) for r in robust],
-                  "uniform static gate": [_nll_per_byte(u, T) for u in uniform]}
+    val_excess = {ROBUST: ((fit.nll - own_val) / T).tolist(), UNIFORM_STATIC: ((uniform_val - own_val) / T).tolist()}
+    per_domain = {ROBUST: [_nll_per_byte(r, T) for r in robust],
+                  UNIFORM_STATIC: [_nll_per_byte(u, T) for u in uniform]}
     for k, d in enumerate(names):
-        per_domain[f"expert {d}"] = [_nll_per_byte(lp[:, k], T) for lp in test_logp]
+        per_domain[expert(d)] = [_nll_per_byte(lp[:, k], T) for lp in test_logp]
     for label, model in monolithic.items():
         per_domain[label] = [_nll_per_byte(model.log_prob(x), T) for x in test]
     rows = []

@@ -12,8 +12,6 @@ from theory.solve import solve_robust
 from tests.theory.instances import instances, make_instance
 from tests.theory.make_fixtures import CASES, build
 
-pytest.importorskip("theory.dual", reason="the dual solver (theory/dual.py) lands from the theory-solvers branch")
-
 #: cvxpy vs dual on values: Clarabel's certified gap is <= 1e-7 on these instances and the
 #: dual certifies 1e-9, so the two may differ by the sum.
 AGREE = 2e-7
