@@ -18,6 +18,7 @@ import torch
 from modular.data import load_npz
 from modular.gates import make_gate
 from modular.primal_dual import ADVERSARIES, fit_robust_gate
+from modular.tools_cli import TOOL_COMMANDS, register as register_tools, run_tool
 from modular.z_estimators import Z_ESTIMATORS, BiasedEstimatorWarning
 from theory.errors import InputError
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint-every", type=int, default=100)
     fit.add_argument("--out", help="also write the JSON result (with training history) to this path")
     fit.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    register_tools(sub)
     return parser
 
 
@@ -138,6 +140,8 @@ def _print_table(out: dict) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in TOOL_COMMANDS:
+        return run_tool(args)
     try:
         out = run_fit(args)
     except (InputError, OSError) as exc:

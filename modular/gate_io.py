@@ -93,6 +93,10 @@ def load_gate(path: str | os.PathLike) -> LoadedGate:
         raise InputError(f"gate file {path!r} names an unknown gate kind {kind!r}")
     try:
         gate = _BUILDERS[kind](**config)
+        # Keep the precision the gate was trained in (the fit runs in float64).
+        dtypes = {v.dtype for v in payload["state"].values() if torch.is_floating_point(v)}
+        if len(dtypes) == 1:
+            gate.to(dtypes.pop())
         gate.load_state_dict(payload["state"])
         meta = json.loads(payload.get("meta", "{}"))
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:
