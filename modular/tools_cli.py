@@ -44,6 +44,7 @@ def register(sub) -> None:
     c.add_argument("--max-chunks", type=int, help="stop after computing this many chunks (resume later)")
     c.add_argument("--device", choices=["cpu", "cuda"])
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--json", action="store_true")
 
     e = sub.add_parser("evaluate", help="held-out NLL and excess of a gate and the baselines, per mixture")
     e.add_argument("gate", help="gate file (gate.pt)")
