@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from modular.data import load_npz
+from modular.gate_io import save_gate
 from modular.gates import make_gate
 from modular.primal_dual import ADVERSARIES, fit_robust_gate
 from modular.tools_cli import TOOL_COMMANDS, register as register_tools, run_tool
@@ -70,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint-every", type=int, default=100)
     fit.add_argument("--out", help="also write the JSON result (with training history) to this path")
     fit.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    fit.add_argument("--save", help="write the fitted gate to this gate file (loadable without pickled code)")
     register_tools(sub)
     return parser
 
 
-def _gate_for(kind: str, domains, p: int, seed: int):
+def _gate_for(kind: str, domains, p: int, seed: int, experts=None):
     feats = torch.cat([d.features for d in domains])
     integer = not torch.is_floating_point(feats)
     if kind in ("tabular", "sequence") and not integer:
@@ -86,7 +88,8 @@ def _gate_for(kind: str, domains, p: int, seed: int):
         if kind == "tabular":
             return make_gate(kind, p, n_outcomes=int(feats.max()) + 1)
         if kind == "sequence":
-            return make_gate(kind, p, vocab=int(feats.max()) + 1)
+            # Expert samples may hold token ids the domain samples lack: size the vocabulary on both.
+            return make_gate(kind, p, vocab=int(max(int(s.features.max()) for s in domains + (experts or []))) + 1)
         flat = feats.reshape(len(feats), -1)
         return make_gate(kind, p, d=flat.shape[1], mean=flat.mean(0), std=flat.std(0))
 
@@ -100,7 +103,7 @@ def run_fit(args) -> dict:
     if args.entropy is not None and len(args.entropy) != p:
         raise InputError(f"--entropy has {len(args.entropy)} values for p={p} domains")
     adversary = args.adversary or ("kl" if args.entropy is not None else "excess")
-    gate = _gate_for(args.gate, domains, p, args.seed)
+    gate = _gate_for(args.gate, domains, p, args.seed, experts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BiasedEstimatorWarning)
         res = fit_robust_gate(
@@ -112,6 +115,11 @@ def run_fit(args) -> dict:
         )
     out = res.summary()
     out["gate"] = args.gate
+    if args.save:
+        from modular.cache import gate_meta
+        with np.load(args.data) as f:
+            features = "tokens" if args.gate in ("tabular", "sequence") or "feat_0" in f.files else "logp"
+        save_gate(args.save, res.gate, meta=gate_meta(args.data, out, kind=args.gate, features=features))
     if not res.z_unbiased:
         out["note"] = ("Z estimated by the data shortcut (pooled data samples stand in for q0 = (1/p) sum_k pi_k): "
                        "biased unless the experts match their domains; give expert_logp_k for an unbiased Z")

@@ -47,6 +47,13 @@ def test_chain_from_text_and_models_to_generation(hf_models, tmp_path, capsys):
     res = fit_robust_gate(gate, doms, samples, adversary="excess", steps=150, lr=0.005, batch_size=64)
     save_gate(out / "gate.pt", res.gate, meta=gate_meta(data, res.summary(), kind="sequence"))
 
+    # the command line's fit writes the same kind of gate file (sequence gate sized on expert samples too)
+    assert main(["fit", str(data), "--gate", "sequence", "--adversary", "excess", "--steps", "20", "--json",
+                 "--save", str(out / "cli_gate.pt")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "cli_gate.pt"), str(out / "TEST.npz"), "--json"]) == 0
+    assert _json(capsys)["experts"] == list(NAMES)
+
     assert main(["evaluate", str(out / "gate.pt"), str(out / "TEST.npz"), "--json", "--report",
                  str(tmp_path / "report")]) == 0
     ev = _json(capsys)
