@@ -30,6 +30,7 @@ CPU tensors.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -112,16 +113,21 @@ class TorchCausalLM:
         Sequences per forward pass.
     device : str or torch.device, optional
         Default: CUDA when available, else the CPU.
+    incremental : bool
+        Sample through the module's key-value cache: ``module(ids, cache=..., use_cache=True)``
+        returning ``.logits`` and ``.cache`` (``past_key_values`` in transformers < 5.2x).
     """
 
     def __init__(self, module, vocab_size: int, *, bos: int, context: int | None = None, name: str = "expert",
-                 tokenizer_id: str = BYTES_TOKENIZER, batch_size: int = 64, device=None):
+                 tokenizer_id: str = BYTES_TOKENIZER, batch_size: int = 64, device=None, incremental: bool = False):
         if not 0 <= int(bos) < int(vocab_size):
             raise InputError(f"expert {name!r}: start token {bos} outside the vocabulary 0..{vocab_size - 1}")
         self.module, self.vocab_size, self.bos = module, int(vocab_size), int(bos)
         self.context, self.name, self.tokenizer_id = context, name, tokenizer_id
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
+        #: Sample with the module's key-value cache (Hugging Face causal LMs).
+        self.incremental = bool(incremental)
         if isinstance(module, torch.nn.Module):
             module.to(self.device).eval()
 
@@ -163,7 +169,26 @@ class TorchCausalLM:
     def sample(self, n: int, T: int, generator: torch.Generator) -> torch.Tensor:
         if self.context is not None and T > self.context:
             raise InputError(f"cannot sample {T} tokens from expert {self.name!r} (context {self.context})")
-        return sample_autoregressive(self.next_token_log_probs, n, T, generator)
+        if not self.incremental:
+            return sample_autoregressive(self.next_token_log_probs, n, T, generator)
+        # Hugging Face models keep the attention keys and values of the prefix (past_key_values):
+        # one new position per step instead of the whole prefix (about 20x faster at T = 32).
+        # transformers >= 5.2x names the cache argument and output ``cache``, earlier ones ``past_key_values``.
+        key = "cache" if "cache" in inspect.signature(self.module.forward).parameters else "past_key_values"
+        out = []
+        with torch.inference_mode():
+            for a in range(0, n, self.batch_size):
+                m = min(self.batch_size, n - a)
+                seq = torch.zeros((m, 0), dtype=torch.long)
+                inp, past = torch.full((m, 1), self.bos, dtype=torch.long), None
+                for _ in range(T):
+                    res = self.module(inp.to(self.device), use_cache=True, **{key: past})
+                    past = getattr(res, key)
+                    probs = torch.softmax(res.logits[:, -1, :self.vocab_size].double(), dim=-1).cpu()
+                    inp = torch.multinomial(probs, 1, generator=generator)
+                    seq = torch.cat([seq, inp], dim=1)
+                out.append(seq)
+        return torch.cat(out)
 
 
 class ArrayModelExpert:
@@ -310,7 +335,8 @@ def load_hf(path, *, name: str | None = None, batch_size: int = 64, device=None)
     cfg = model.config
     context = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
     expert = TorchCausalLM(model, cfg.vocab_size, bos=bos, context=context, name=name or Path(path).name,
-                           tokenizer_id=_tokenizer_fingerprint(tokenizer), batch_size=batch_size, device=device)
+                           tokenizer_id=_tokenizer_fingerprint(tokenizer), batch_size=batch_size, device=device,
+                           incremental=True)
     return expert, HFTokenizer(tokenizer)
 
 

@@ -76,6 +76,11 @@ def test_hf_adapter_matches_the_models_logits(hf_models):
             direct += torch.log_softmax(logits, dim=1).gather(1, ids[:, t:t + 1])[:, 0]
     assert torch.allclose(got, direct, atol=1e-9, rtol=0)
     assert e.context == 64 and e.vocab_size == model.config.vocab_size
+    # sampling through the key-value cache draws what token-by-token recomputation draws
+    fast = e.sample(5, 12, torch.Generator().manual_seed(2))
+    e.incremental = False
+    slow = e.sample(5, 12, torch.Generator().manual_seed(2))
+    assert torch.equal(fast, slow)
 
 
 def test_torchscript_expert_round_trip(tmp_path):
