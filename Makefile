@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 		$(BIN)/pip install -q "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
 		|| $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
 	fi
-	$(BIN)/pip install -q -e ".[test,cluster]"
+	$(BIN)/pip install -q -e ".[test,cluster,hf]"
 	touch $(STAMP)
 
 test: $(STAMP)

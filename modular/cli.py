@@ -39,6 +39,7 @@ from modular.primal_dual import (
     residuals,
     split_holdout,
 )
+from modular.tools_cli import TOOL_COMMANDS, register as register_tools, run_tool
 from modular.z_estimators import UNBIASED, Z_ESTIMATORS, BiasedEstimatorWarning
 from theory.errors import InputError
 from theory.prior import PriorSet
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     _add_fit(sub)
     _add_score(sub)
+    register_tools(sub)
     return parser
 
 
@@ -288,9 +290,15 @@ def run_fit(args) -> tuple[dict, int]:
     if args.save:
         options = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(args).items()
                    if k not in ("handler",)}
-        save_gate(args.save, res.gate.cpu(), meta=_finite_or_none(dict(
-            lam=res.lam.tolist(), result=out, data_fingerprint=fingerprint, options=options,
-            entropies=None if args.entropy is None else args.entropy.tolist(), p=p)))
+        from modular.cache import gate_meta
+
+        with np.load(args.data, allow_pickle=False) as f:  # the gate reads feat_k, or the log-probs without them
+            features = "tokens" if "feat_0" in f.files else "logp"
+        # The tools' identity of the data (experts, checksums, window) and the fit's own record.
+        meta = dict(gate_meta(args.data, out, kind=args.gate, features=features),
+                    lam=res.lam.tolist(), result=out, data_fingerprint=fingerprint, options=options,
+                    entropies=None if args.entropy is None else args.entropy.tolist(), p=p)
+        save_gate(args.save, res.gate.cpu(), meta=_finite_or_none(meta))
     if args.report:
         from modular.fit_report import write_report
 
@@ -391,6 +399,8 @@ def _print_score(out: dict) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in TOOL_COMMANDS:
+        return run_tool(args)
     _set_threads(args)
     try:
         out, code = args.handler(args)

@@ -255,3 +255,68 @@ def train_router(tokens, token_logp, *, vocab: int, router: CausalSequenceGate |
             history["loss"].append(float(loss.detach()))
     return RouterFit(router=router, steps=steps, seconds=time.perf_counter() - t0, device=str(dev), seed=seed,
                      history={k: np.asarray(v) for k, v in history.items()})
+
+
+def distill_cached(loaded, data_path, *, steps: int = 1000, batch_size: int = 256, lr: float = 0.01,
+                   seed: int = 0, device=None, progress: bool = False) -> tuple[RouterFit, dict]:
+    """Algorithm 5 on a cache: router trained on the cached expert samples accepted by rejection.
+
+    The expert samples of ``data_path`` (M from each expert, i.e. draws of
+    ``q0 = (1/p) sum_k pi_k`` in equal shares) are kept with probability
+    ``pi_g(x) / sum_k pi_k(x)`` (:func:`modular.sampling.accept`), which leaves exact
+    samples of ``pi_g / Z`` (about ``M Z`` of them); the router is fitted to their cached
+    per-token expert log-probabilities (``expert_token_logp_k``) by :func:`train_router`.
+
+    A fifth of the accepted samples is held out. Returns the fit and a summary:
+    candidates, accepted, acceptance rate, Z, and the held-out estimate
+    ``mean(log pi_g(x) - log Z - log rho(x))`` of ``KL(pi_g / Z || rho)`` (nats per
+    sequence; Z from all cached expert samples) with its standard error.
+    """
+    from modular.cache import describe_data
+    from modular.data import sample_set
+    from modular.evaluate import check_gate_matches, gate_log_probs, z_with_se
+    from modular.sampling import accept
+    from theory.errors import InputError
+
+    info = describe_data(data_path)
+    check_gate_matches(loaded.meta, info)
+    with np.load(data_path, allow_pickle=False) as f:
+        p = info["p"]
+        keys = [f"expert_token_logp_{k}" for k in range(p)] + [f"expert_feat_{k}" for k in range(p)]
+        missing = [k for k in keys if k not in f.files]
+        if missing:
+            raise InputError(f"{data_path} has no {missing[0]}: distillation needs the cached expert samples "
+                             f"with per-token log-probabilities (python -m modular cache)")
+        tokens = [f[f"expert_feat_{k}"] for k in range(p)]
+        token_lp = [f[f"expert_token_logp_{k}"] for k in range(p)]
+    sets = [sample_set(t.sum(axis=1), tok, name=f"expert samples {k}") for k, (tok, t) in
+            enumerate(zip(tokens, token_lp))]
+    log_gates = [gate_log_probs(loaded, s) for s in sets]
+    z, z_se = z_with_se(log_gates)
+    generator = torch.Generator().manual_seed(seed)
+    all_tok = np.concatenate(tokens)
+    all_lp = np.concatenate(token_lp)
+    all_lg = torch.cat(log_gates)
+    all_seq = torch.cat([s.logp for s in sets])
+    keep = accept(all_seq, all_lg, generator=generator).numpy()
+    if keep.sum() < 2:
+        raise InputError(f"rejection sampling kept {int(keep.sum())} of {len(keep)} cached expert samples: "
+                         f"cache more with --expert-samples")
+    vocab = info["vocab_size"] or int(all_tok.max()) + 1
+    # A fifth of the accepted samples is held out to estimate KL(pi_g / Z || rho) honestly.
+    idx = np.flatnonzero(keep)[torch.randperm(int(keep.sum()), generator=generator).numpy()]
+    n_out = max(1, len(idx) // 5)
+    held, train = idx[:n_out], idx[n_out:]
+    fit = train_router(all_tok[train], all_lp[train], vocab=vocab, steps=steps, batch_size=batch_size, lr=lr,
+                       seed=seed, device=device, progress=progress)
+    fit.router.cpu()
+    log_pg = torch.logsumexp(all_lg[held] + all_seq[held], dim=1).numpy()
+    log_rho = routed_log_prob(router_probs(fit.router, all_tok[held]), all_lp[held])
+    kl_terms = log_pg - np.log(z) - log_rho
+    summary = {"candidates": int(len(keep)), "accepted": int(keep.sum()), "acceptance": float(keep.mean()),
+               "trained_on": int(len(train)), "held_out": int(n_out), "z": z, "z_se": z_se,
+               "kl_held_out": float(kl_terms.mean()),
+               "kl_held_out_se": float(kl_terms.std(ddof=1) / np.sqrt(n_out)) if n_out > 1 else float("nan"),
+               "final_loss": float(fit.history["loss"][-1]), "steps": steps, "seconds": fit.seconds,
+               "device": fit.device, "vocab_size": vocab}
+    return fit, summary

@@ -48,11 +48,23 @@ def pooled_sampler(expert_samplers: list[Sampler]) -> Sampler:
     return sample
 
 
-def _log_ratio_terms(x, log_experts: LogProbs, log_gate: LogProbs) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log pi_g(x), log sum_k pi_k(x))`` for a batch of candidates."""
-    logp = log_experts(x)
-    log_pg = torch.logsumexp(log_gate(x) + logp, dim=1)
-    return log_pg, torch.logsumexp(logp, dim=1)
+def _log_acceptance(expert_logp: torch.Tensor, log_gate: torch.Tensor) -> torch.Tensor:
+    """``log(pi_g(x) / sum_k pi_k(x))`` for a batch of candidates: the log importance weight up to ``log p``."""
+    return torch.logsumexp(log_gate + expert_logp, dim=1) - torch.logsumexp(expert_logp, dim=1)
+
+
+def accept(expert_logp: torch.Tensor, log_gate: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+    """The rejection step for candidates ``x ~ q0``: keep x with probability ``pi_g(x) / sum_k pi_k(x)``.
+
+    ``expert_logp`` and ``log_gate`` are (m x p); returns an (m,) bool mask. Kept
+    candidates are exact draws of ``pi_g / Z`` (the envelope ``p q0`` bounds ``pi_g``).
+    Candidates pooled in equal shares from the p experts also qualify: a candidate of
+    expert k is kept with the same probability, and ``sum_k pi_k(x) pi_g(x) / sum_j
+    pi_j(x) = pi_g(x)``.
+    """
+    log_a = _log_acceptance(expert_logp, log_gate)
+    u = torch.rand(len(log_a), generator=generator, dtype=torch.float64)
+    return torch.log(u).to(log_a.device) < log_a
 
 
 def sir_sample(n: int, sample_q0: Sampler, log_experts: LogProbs, log_gate: LogProbs, *,
@@ -73,8 +85,7 @@ def sir_sample(n: int, sample_q0: Sampler, log_experts: LogProbs, log_gate: LogP
     if n < 1 or pool_factor < 1:
         raise InvalidOptionError(f"n ({n}) and pool_factor ({pool_factor}) must be positive")
     pool = sample_q0(pool_factor * n, generator)
-    log_pg, log_sum = _log_ratio_terms(pool, log_experts, log_gate)
-    log_w = (log_pg - log_sum).double()
+    log_w = _log_acceptance(log_experts(pool), log_gate(pool)).double()
     probs = torch.softmax(log_w, dim=0)
     ess = float(1.0 / (probs.square().sum() * len(probs)))
     idx = torch.multinomial(probs, n, replacement=True, generator=generator)
@@ -103,9 +114,7 @@ def rejection_sample(n: int, sample_q0: Sampler, log_experts: LogProbs, log_gate
         guess = rate if rate else 0.5
         m = max(64, math.ceil(1.2 * need / max(guess, 1e-3)))
         x = sample_q0(m, generator)
-        log_pg, log_sum = _log_ratio_terms(x, log_experts, log_gate)
-        u = torch.rand(m, generator=generator, dtype=torch.float64)
-        keep = torch.log(u).to(log_pg.device) < (log_pg - log_sum)
+        keep = accept(log_experts(x), log_gate(x), generator=generator)
         accepted.append(x[keep])
         n_acc += int(keep.sum())
         n_drawn += m
