@@ -127,9 +127,9 @@ class ConflictCounts:
         return float(cross_entropy(d, self.class_mixture(mu)) + d @ self.log_mult)
 
     def jsd(self, lam) -> float:
-        """``sum_k lam_k H(D_k) - H(D_lam)``: what ``KL(D_lam || q)`` falls short of ``sum_k lam_k KL(D_k || q)``."""
+        """``JSD_lam = H(D_lam) - sum_k lam_k H(D_k)``: what ``KL(D_lam || q)`` falls short of ``sum_k lam_k KL(D_k || q)``."""
         lam = _weights(lam)
-        return float(lam @ np.array([self.entropy(e) for e in np.eye(2)]) - self.entropy(lam))
+        return float(self.entropy(lam) - lam @ np.array([self.entropy(e) for e in np.eye(2)]))
 
     def counts(self, seqs) -> tuple[np.ndarray, np.ndarray]:
         """``(n_+, n_-)`` of each row of an (m x T) sequence array."""
