@@ -24,6 +24,7 @@ ENTRIES = (
     ("real_text", "figures.fig10_real_text", "Real text: NLL per byte of experts, monolithic model and robust gate"),
     ("claims", "figures.fig11_claims", "Claims audit report (every claim of the paper with a verdict)"),
     ("solver_benchmark", "figures.fig12_solver_benchmark", "Exact-solver benchmark table (dual vs cvxpy vs fixed point)"),
+    ("paper_scale", "figures.fig13_paper_scale", "The paper's experiment at V = 100: learned transformer gate vs retrained models and Oracles"),
 )
 
 NAMES = tuple(name for name, _, _ in ENTRIES)

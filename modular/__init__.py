@@ -16,6 +16,7 @@ from modular.gates import (
     LinearGate,
     MLPGate,
     TabularGate,
+    TransformerSequenceGate,
     gated_log_prob,
     make_gate,
 )

@@ -3,7 +3,7 @@
 A gate file is one ``torch.save`` of a plain dictionary of tensors, strings and numbers::
 
     {"format": "robust-modular-gate", "version": 1,
-     "kind": "tabular" | "linear" | "mlp" | "sequence",
+     "kind": "tabular" | "linear" | "mlp" | "sequence" | "transformer",
      "config": {...constructor arguments...},
      "state": {...state_dict tensors (feature normalisation included)...},
      "meta": "<JSON text>"}
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from modular.gates import CausalSequenceGate, LinearGate, MLPGate, TabularGate
+from modular.gates import CausalSequenceGate, LinearGate, MLPGate, TabularGate, TransformerSequenceGate
 from theory.errors import InputError
 
 GATE_FILE_FORMAT = "robust-modular-gate"
@@ -41,10 +41,14 @@ def gate_config(gate: nn.Module) -> tuple[str, dict[str, int]]:
         return "mlp", {"d": gate.d, "p": gate.p, "hidden": gate.hidden, "depth": gate.depth}
     if isinstance(gate, CausalSequenceGate):
         return "sequence", {"vocab": gate.vocab, "p": gate.p, "embed": gate.embed_dim, "hidden": gate.hidden}
+    if isinstance(gate, TransformerSequenceGate):
+        return "transformer", {"vocab": gate.vocab, "p": gate.p, "length": gate.length, "width": gate.width,
+                               "heads": gate.heads, "mlp_ratio": gate.mlp_ratio}
     raise InputError(f"cannot save a gate of type {type(gate).__name__}: not one of the suite's gates")
 
 
-_BUILDERS = {"tabular": TabularGate, "linear": LinearGate, "mlp": MLPGate, "sequence": CausalSequenceGate}
+_BUILDERS = {"tabular": TabularGate, "linear": LinearGate, "mlp": MLPGate, "sequence": CausalSequenceGate,
+             "transformer": TransformerSequenceGate}
 
 
 @dataclass

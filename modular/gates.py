@@ -10,7 +10,8 @@ What a gate reads (its "features") depends on the gate:
 - :class:`LinearGate`, :class:`MLPGate`: float feature vectors, by default the vector of
   the experts' log-probabilities of x (the Bayes-posterior gate ``softmax(log pi_k(x) +
   b_k)`` is then a linear gate);
-- :class:`CausalSequenceGate`: token-id sequences (B x T), read causally.
+- :class:`CausalSequenceGate`: token-id sequences (B x T), read causally;
+- :class:`TransformerSequenceGate`: token-id sequences (B x T), read by one transformer block.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 
 from theory.errors import InvalidOptionError, ShapeMismatchError
 
-GATE_KINDS = ("tabular", "linear", "mlp", "sequence")
+GATE_KINDS = ("tabular", "linear", "mlp", "sequence", "transformer")
 
 
 def gated_log_prob(gate_logits: torch.Tensor, expert_logp: torch.Tensor) -> torch.Tensor:
@@ -143,7 +144,8 @@ class CausalSequenceGate(nn.Module):
 
 
 def make_gate(kind: str, p: int, *, n_outcomes: int | None = None, d: int | None = None,
-              vocab: int | None = None, mean=None, std=None, hidden: int = 64) -> nn.Module:
+              vocab: int | None = None, mean=None, std=None, hidden: int = 64,
+              length: int | None = None) -> nn.Module:
     """Build a gate by name (one of :data:`GATE_KINDS`) with the size it needs."""
     if kind == "tabular":
         if n_outcomes is None:
@@ -157,4 +159,43 @@ def make_gate(kind: str, p: int, *, n_outcomes: int | None = None, d: int | None
         if vocab is None:
             raise InvalidOptionError("gate 'sequence' needs vocab (the number of token ids)")
         return CausalSequenceGate(vocab, p)
+    if kind == "transformer":
+        if vocab is None or length is None:
+            raise InvalidOptionError("gate 'transformer' needs vocab (the number of token ids) and length (the longest T)")
+        return TransformerSequenceGate(vocab, p, length)
     raise InvalidOptionError(f"unknown gate {kind!r}; choose one of {', '.join(GATE_KINDS)}")
+
+
+class TransformerSequenceGate(nn.Module):
+    """Gate logits from one pre-norm transformer block over the whole token sequence.
+
+    ``f_theta(x) = W LN(mean_t h_t(x)) + b`` where ``h_t`` is the output at position t of
+    one causal block (``torch.nn.TransformerEncoderLayer``: multi-head self-attention and
+    a GELU MLP, no dropout) over token plus position embeddings. Causal attention lets
+    each position compare its token with the earlier ones (a step ``x_t - x_{t-1}`` is
+    visible at position t); the mean over positions then reads the whole sequence.
+    """
+
+    def __init__(self, vocab: int, p: int, length: int, *, width: int = 6, heads: int = 2, mlp_ratio: int = 4):
+        super().__init__()
+        if width % heads:
+            raise InvalidOptionError(f"transformer gate width {width} is not divisible by heads={heads}")
+        self.vocab, self.p, self.length = int(vocab), int(p), int(length)
+        self.width, self.heads, self.mlp_ratio = int(width), int(heads), int(mlp_ratio)
+        self.tok = nn.Embedding(self.vocab, self.width)
+        self.pos = nn.Embedding(self.length, self.width)
+        self.block = nn.TransformerEncoderLayer(self.width, self.heads, dim_feedforward=self.mlp_ratio * self.width,
+                                                dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        self.norm = nn.LayerNorm(self.width)
+        self.head = nn.Linear(self.width, self.p)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = tokens.long()
+        if tokens.ndim != 2 or tokens.shape[1] > self.length:
+            raise ShapeMismatchError(f"transformer gate expects (batch x T <= {self.length}) token ids, "
+                                     f"got shape {tuple(tokens.shape)}")
+        t = tokens.shape[1]
+        h = self.tok(tokens) + self.pos.weight[:t]
+        mask = torch.ones(t, t, dtype=torch.bool, device=tokens.device).triu(1)  # True: may not attend
+        h = self.block(h, src_mask=mask)
+        return self.head(self.norm(h.mean(dim=1)))
