@@ -21,10 +21,10 @@ from synthetic.experiments import real_world as rw
 # Window length T is the training window; T_sweep the lengths of the T figure (prefixes of the
 # test windows; the gate is refitted at each length). Widths: experts ~1M parameters in `full`.
 SETTINGS = {
-    "quick": {"T": 64, "T_sweep": [16, 32], "expert_width": 16, "gate_embed": 8, "gate_hidden": 8,
-              "train_windows": 3000, "train_fraction": 0.7, "steps": 200, "batch_size": 32, "lr": 1e-2,
-              "m_val": 400, "m_test": 400, "m_expert": 400, "fit_steps": 300, "fit_batch": 128, "fit_lr": 0.01,
-              "lam_lr": 0.1, "router_samples": 400, "router_steps": 150, "seeds": (0, 1, 2), "subsamples": (0, 1, 2)},
+    "quick": {"T": 32, "T_sweep": [8, 16], "expert_width": 16, "gate_embed": 8, "gate_hidden": 8,
+              "train_windows": 2000, "train_fraction": 0.7, "steps": 120, "batch_size": 16, "lr": 1e-2,
+              "m_val": 300, "m_test": 300, "m_expert": 300, "fit_steps": 300, "fit_batch": 128, "fit_lr": 0.01,
+              "lam_lr": 0.1, "router_samples": 300, "router_steps": 100, "seeds": (0, 1, 2), "subsamples": (0, 1, 2)},
     "full": {"T": 256, "T_sweep": [16, 32, 64, 128], "expert_width": 256, "gate_embed": 32, "gate_hidden": 64,
              "train_windows": 40000, "train_fraction": 0.7, "steps": 3000, "batch_size": 32, "lr": 3e-3,
              "m_val": 2000, "m_test": 2000, "m_expert": 2000, "fit_steps": 2000, "fit_batch": 256, "fit_lr": 0.005,
