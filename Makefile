@@ -10,13 +10,33 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PROFILE ?= quick
 JOBS    ?= 2
 
-.PHONY: all setup test reproduce benchmark claims clean
+.PHONY: all setup corpora test reproduce benchmark claims clean
+
+# Real text for the real-world experiment, from Debian (C source, a dictionary, technical
+# prose, scripture). Installed with apt-get when absent and this is root; otherwise the
+# experiment says which package is missing, in one line.
+CORPORA_PACKAGES := glibc-source dict-gcide perl-doc bible-kjv
 
 all: reproduce
 
 setup: $(STAMP)
 
+corpora:
+	@missing=""; for pkg in $(CORPORA_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing the real-text corpora from Debian:$$missing"; \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; } >/dev/null 2>&1 \
+			|| echo "Could not install$$missing: the real-world genres that need them will say so"; \
+		else \
+			echo "Not installed:$$missing (needs root and apt-get): the real-world genres that need them will say so"; \
+		fi; \
+	fi
+
 $(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory corpora
 	$(PYTHON) -m venv $(VENV)
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
 		echo "GPU found: installing the default (CUDA) torch build"; \

@@ -22,6 +22,7 @@ ENTRIES = (
     ("gradient_conflict", "figures.fig08_gradient_conflict", "Cosine between per-domain gradients of the monolithic model during training"),
     ("gaussian_mixture", "figures.fig09_gaussian_mixture", "Gaussian-mixture domains: densities, exact grid value vs primal-dual on samples"),
     ("real_text", "figures.fig10_real_text", "Real text: NLL per byte of experts, monolithic model and robust gate"),
+    ("real_world", "figures.fig14_real_world", "Real world: four text genres, parameter-matched neural experts, gate and monolithic models (Tables 1-2)"),
     ("claims", "figures.fig11_claims", "Claims audit report (every claim of the paper with a verdict)"),
     ("solver_benchmark", "figures.fig12_solver_benchmark", "Exact-solver benchmark table (dual vs cvxpy vs fixed point)"),
     ("paper_scale", "figures.fig13_paper_scale", "The paper's experiment at V = 100: learned transformer gate vs retrained models and Oracles"),

@@ -17,6 +17,10 @@ Three genres that ship with CPython, each a list of named documents:
     prose and code. There are only eight files, so each paragraph (a block separated
     by blank lines) is one document, named ``file#index``.
 
+The four genres of the real-world experiment (C source, a dictionary, technical prose,
+scripture) come from Debian packages and are read by :mod:`synthetic.corpora`; every
+function here accepts their names too.
+
 Documents are assigned to ``train``/``val``/``test`` by the sha256 of
 ``"domain:name"`` (a number in [0, 1) compared with the cumulative split
 fractions), so the split does not depend on file order, and adding a file does not
@@ -137,9 +141,13 @@ def _check_fractions(fractions) -> tuple[float, ...]:
 
 
 def _read(domain: str) -> dict[str, bytes]:
-    if domain not in _READERS:
-        raise UnknownDomainError(f"unknown text domain {domain!r}; known domains: {', '.join(TEXT_DOMAINS)}")
-    return _READERS[domain]()
+    from synthetic.corpora import READERS as DEBIAN_READERS, REAL_GENRES
+
+    readers = {**_READERS, **DEBIAN_READERS}
+    if domain not in readers:
+        raise UnknownDomainError(f"unknown text domain {domain!r}; known domains: "
+                                 f"{', '.join(TEXT_DOMAINS + REAL_GENRES)}")
+    return readers[domain]()
 
 
 def _make_split(domain: str, split: str, documents: dict[str, bytes], fractions) -> TextSplit:
@@ -151,7 +159,8 @@ def _make_split(domain: str, split: str, documents: dict[str, bytes], fractions)
 
 
 def load_text_domain(domain: str, split: str, fractions=(0.8, 0.1, 0.1)) -> TextSplit:
-    """One split (``train``, ``val`` or ``test``) of one text domain (``docs``, ``code``, ``notes``)."""
+    """One split (``train``, ``val`` or ``test``) of one text domain (``docs``, ``code``, ``notes``, or a
+    genre of :data:`synthetic.corpora.REAL_GENRES`)."""
     if split not in SPLITS:
         raise InvalidOptionError(f"unknown split {split!r}; use one of {SPLITS}")
     fractions = _check_fractions(fractions)
