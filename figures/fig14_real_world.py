@@ -101,7 +101,7 @@ def run(ctx: Context) -> Caption:
     # Worst case over the test mixtures at each window length: cross-entropy is linear in the
     # mixture, so it is the largest per-genre NLL (the vertices are among the test mixtures).
     per_T = sweep.groupby(["model", "T", "domain"]).nll_per_byte.mean().groupby(["model", "T"]).max().unstack("T")
-    shown = [rw.GATE, rw.UNIFORM, rw.POSTERIOR, rw.MONO_EVEN, rw.ROUTED]
+    shown = [rw.GATE, rw.UNIFORM, rw.BEST_STATIC, rw.POSTERIOR, rw.MONO_EVEN, rw.ROUTED]
     fig, (ax, bx) = panels(2, width=11.0, height=3.8)
     for model in shown:
         ax.plot(per_T.columns, per_T.loc[model], marker="o", label=model)
@@ -130,7 +130,7 @@ def run(ctx: Context) -> Caption:
             f"(even weights, {params.set_index('model').loc[rw.MONO_EVEN, 'trainable']} parameters, same training "
             f"tokens) on {wins}/{len(margin)} test mixtures; worst case {worst[rw.GATE]:.3f} vs "
             f"{worst[rw.MONO_EVEN]:.3f} nats/byte (DoReMi weights {worst[rw.MONO_DOREMI]:.3f}, lam* weights "
-            f"{worst[rw.MONO_LAMSTAR]:.3f}; uniform gate {worst[rw.UNIFORM]:.3f}, routed model {worst[rw.ROUTED]:.3f}); "
+            f"{worst[rw.MONO_LAMSTAR]:.3f}; uniform gate {worst[rw.UNIFORM]:.3f}, best static gate {worst[rw.BEST_STATIC]:.3f}, routed model {worst[rw.ROUTED]:.3f}); "
             f"lowest worst case: {worst.idxmin()} ({worst.min():.3f}). Gate mass Z {min(z):.3f}-{max(z):.3f} "
             f"(unbiased, expert samples). NLL per byte on test windows of T = {cfgs[0]['T']} bytes, mean over runs")
     if not held:

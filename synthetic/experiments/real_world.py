@@ -40,6 +40,7 @@ import torch
 
 from modular import CausalSequenceGate, fit_robust_gate, gated_log_prob, sample_set
 from modular.distill import routed_log_prob, router_probs, train_router
+from modular.evaluate import best_static_gate, posterior_log_gate, z_with_se
 from modular.sampling import rejection_sample
 from synthetic.baselines import train_doremi, train_on_weights
 from synthetic.corpora import REAL_GENRES
@@ -138,7 +139,7 @@ def real_world(config: dict) -> dict:
     T figure, each <= T, empty for no sweep), ``expert_width``, ``gate_embed``,
     ``gate_hidden``, ``train_windows`` (per domain), ``train_fraction`` (the data
     subsample), ``steps``, ``batch_size``, ``lr``, ``m_val``, ``m_test``, ``m_expert``,
-    ``fit_steps``, ``fit_batch``, ``fit_lr``, ``lam_lr``, ``router_samples``,
+    ``fit_steps`` (the most steps: the fit stops once its residuals stay within tolerance), ``fit_batch``, ``fit_lr``, ``lam_lr``, ``router_samples``,
     ``router_steps``, ``seed`` (models), ``subsample`` (data).
     """
     t_start = time.perf_counter()
@@ -189,7 +190,7 @@ def real_world(config: dict) -> dict:
                    for name, lp, x in zip(genres, exp_tok, expert_windows)]
             res = fit_robust_gate(g, dom, exp, adversary="excess", steps=config["fit_steps"],
                                   batch_size=config["fit_batch"], lr=config["fit_lr"], lam_lr=config["lam_lr"],
-                                  seed=int(seeds[4]))
+                                  until_converged=True, seed=int(seeds[4]))
             return g.eval(), res
 
         t0 = time.perf_counter()
@@ -222,9 +223,14 @@ def real_world(config: dict) -> dict:
                             steps=config["router_steps"], seed=int(seeds[5]))
         timings["router"] = time.perf_counter() - t0
 
-        # Mass of the posterior gate g(x,k) = pi_k(x) / sum_j pi_j(x): Z = sum_k E_{pi_k}[g(x,k)].
-        z_posterior = float(sum(np.mean(np.exp(lp[:, k] - np.logaddexp.reduce(lp, axis=1)))
-                                for k, lp in enumerate(exp_logp)))
+        # Static baselines at each window length, from the validation and expert-sample windows:
+        # the best static gate (robust constant weights, solved exactly by theory on the excess game)
+        # and the mass Z (with its standard error) of the posterior gate g(x,k) = pi_k(x) / sum_j pi_j(x).
+        static, z_posterior = {}, {}
+        for Tw in gates:
+            static[Tw] = best_static_gate([lp[:, :Tw].sum(axis=1) for lp in val_tok])[0]
+            z_posterior[Tw] = z_with_se([posterior_log_gate(torch.as_tensor(lp[:, :Tw].sum(axis=1)))
+                                         for lp in exp_tok])
 
         t0 = time.perf_counter()
         per_domain: dict[str, list[float]] = {}
@@ -235,10 +241,12 @@ def real_world(config: dict) -> dict:
             rp = router_probs(rfit.router, x)
             for Tw, (gate_w, _) in gates.items():
                 lp = tok_lp[:, :Tw].sum(axis=1)
+                with np.errstate(divide="ignore"):
+                    log_w = np.log(static[Tw])
+                posterior = gated_log_prob(posterior_log_gate(torch.as_tensor(lp)), torch.as_tensor(lp)).numpy()
                 scores = {UNIFORM: np.logaddexp.reduce(lp - math.log(p), axis=1),
-                          POSTERIOR_RAW: np.logaddexp.reduce(2 * lp - np.logaddexp.reduce(lp, axis=1)[:, None],
-                                                             axis=1)}
-                scores[POSTERIOR] = scores[POSTERIOR_RAW] - math.log(z_posterior)
+                          BEST_STATIC: np.logaddexp.reduce(lp + log_w, axis=1),
+                          POSTERIOR_RAW: posterior, POSTERIOR: posterior - math.log(z_posterior[Tw][0])}
                 for j, g in enumerate(genres):
                     scores[f"expert {g}"] = lp[:, j]
                 for label, tl in mono_tok.items():
@@ -270,6 +278,7 @@ def real_world(config: dict) -> dict:
     fits = {str(Tw): {"lam": f.lam.tolist(), "z": f.z} for Tw, (_, f) in gates.items()}
     return {"rows": rows, "sweep": sweep, "per_domain": per_domain, "lam": fit.lam.tolist(), "z": fit.z, "fits": fits,
             "z_estimator": fit.z_estimator, "doremi_lam": np.asarray(doremi_lam).tolist(),
-            "z_posterior": z_posterior, "acceptance": acceptance, "monolithic_width": width, "parameters": params,
+            "z_posterior": z_posterior[T][0], "z_posterior_se": z_posterior[T][1],
+            "best_static": static[T].tolist(), "fit_status": fit.status, "fit_gap": fit.gap, "acceptance": acceptance, "monolithic_width": width, "parameters": params,
             "timings": timings, "checksums": {f"text/{g}/{s}": corpus[g][s].checksum for g in genres
                                               for s in ("train", "val", "test")}}

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from modular.primal_dual import TOL_Z
 from synthetic import corpora
 from synthetic.experiments import real_world as rw
 
@@ -31,7 +32,7 @@ def test_monolithic_width_matches_experts_plus_gate_within_5_percent(width, T):
 
 SMOKE = dict(genres=list(corpora.REAL_GENRES), T=16, T_sweep=[8], expert_width=8, gate_embed=4, gate_hidden=4,
              train_windows=400, train_fraction=0.5, steps=30, batch_size=16, lr=1e-2, m_val=150, m_test=100,
-             m_expert=150, fit_steps=300, fit_batch=None, fit_lr=0.02, lam_lr=0.1, router_samples=80,
+             m_expert=150, fit_steps=2000, fit_batch=None, fit_lr=0.02, lam_lr=0.1, router_samples=80,
              router_steps=20, seed=0, subsample=0)
 
 
@@ -42,7 +43,7 @@ def smoke():
 
 def test_smoke_run_is_finite_and_complete(smoke):
     models = {r["model"] for r in smoke["rows"]}
-    assert {rw.GATE, rw.UNIFORM, rw.POSTERIOR, rw.POSTERIOR_RAW, rw.ROUTED, rw.MONO_EVEN, rw.MONO_DOREMI,
+    assert {rw.GATE, rw.UNIFORM, rw.BEST_STATIC, rw.POSTERIOR, rw.POSTERIOR_RAW, rw.ROUTED, rw.MONO_EVEN, rw.MONO_DOREMI,
             rw.MONO_LAMSTAR} <= models
     assert len(smoke["rows"]) == 12 * len(models)
     assert all(np.isfinite(r["nll_per_byte"]) and 0 < r["nll_per_byte"] < np.log(256) * 2 for r in smoke["rows"])
@@ -50,9 +51,9 @@ def test_smoke_run_is_finite_and_complete(smoke):
     np.testing.assert_allclose(sum(smoke["lam"]), 1.0)
 
 
-def test_smoke_gate_mass_is_near_one(smoke):
-    # Full-batch fit on 150 windows a set: the unbiased Z of the returned gate is close to one.
-    assert abs(smoke["z"] - 1) < 0.02
+def test_smoke_gate_mass_is_within_the_fits_tolerance(smoke):
+    # Full-batch fit on 150 windows a set: the unbiased Z of the returned gate, on the whole sets.
+    assert abs(smoke["z"] - 1) <= TOL_Z
 
 
 def test_parameter_counts_of_the_run(smoke):
@@ -72,5 +73,5 @@ def test_posterior_gate_scores_are_consistent(smoke):
 
 
 def test_same_seed_same_numbers(smoke):
-    again = rw.real_world(dict(SMOKE, fit_steps=300))
+    again = rw.real_world(dict(SMOKE))
     assert [r["nll_per_byte"] for r in again["rows"]] == [r["nll_per_byte"] for r in smoke["rows"]]
