@@ -94,10 +94,11 @@ def claim_rng(seed: int, claim_id: str) -> np.random.Generator:
 
 
 def _power_eligible(c) -> bool:
-    """Checks whose false variant counts for the power: evidence, on an instance where the
-    claim is expected to hold (assumption met or none), and accepting the claim itself."""
-    return (c.variant is not None and c.role == EVIDENCE and c.kind != OBSERVATION
-            and c.meets_assumption is not False and not c.violated)
+    """Checks whose false variant counts for the power: on an instance where the claim is
+    expected to hold (assumption met or none), and accepting the claim itself. (Identity
+    parts report theirs too, but only evidence parts give a claim its power.)"""
+    return (c.variant is not None and c.kind != OBSERVATION and c.meets_assumption is not False
+            and not c.violated)
 
 
 def _rate_exceeds(count: int, total: int, allowed_rate: float) -> bool:

@@ -97,15 +97,13 @@ def _named(name: str, D, P, regime: str) -> Instance:
 
 
 def named_results(trials: list[Trial]) -> dict[str, Any]:
-    """The checks on the fixed, named instances (counterexamples), side by side."""
+    """The fixed, named instances (counterexamples) and their checks, side by side."""
     out = {}
     for t in trials:
         name = t.instance.get("name")
         if name:
-            out[name] = [{"part": c.part, "bound": c.bound, "truth": c.truth, "violated": c.violated,
-                          **{k: c.quantities[k] for k in ("eps", "value", "best_static_value", "worst_kl_at_sigma",
-                                                          "lam_star", "sigma_eps") if k in c.quantities}}
-                         for c in t.checks]
+            out[name] = {"D": t.instance["D"], "P": t.instance["P"], "checks": [
+                {"part": c.part, "bound": c.bound, "truth": c.truth, "violated": c.violated} for c in t.checks]}
     return out
 
 

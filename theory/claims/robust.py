@@ -153,7 +153,7 @@ def _disjoint_domain_checks(inst: Instance, res) -> list[Check]:
         floor = log_p + mean.value
         out.append(Check("disjoint domains, mean domain outside the hull: value >= log p + min_G1 KL(Dbar||q)",
                          LOWER, floor, res.value, tol + max(mean.gap, 0.0), {**q, "kl_mean_to_hull": mean.value},
-                         False, variant=tightened_name(LOWER), variant_bound=tightened(LOWER, floor)))
+                         variant=tightened_name(LOWER), variant_bound=tightened(LOWER, floor)))
     return out
 
 
