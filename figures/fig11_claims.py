@@ -20,11 +20,14 @@ def run(ctx: Context) -> Caption:
     (ctx.results / "claims.md").write_text(result["files"]["claims.md"])
     (ctx.results / "claims.json").write_text(result["files"]["claims.json"])
     claims = json.loads(result["files"]["claims.json"])
-    table = pd.DataFrame([{k: c.get(k) for k in ("id", "verdict", "instances", "worst_slack", "statement")}
-                          for c in claims])
+    table = pd.DataFrame([{**{k: c.get(k) for k in ("id", "source", "verdict", "instances", "checks", "violations",
+                                                    "worst_slack")},
+                           "power": c["power"]["variant_violations"], "power_checks": c["power"]["variant_checks"],
+                           "statement": c["statement"]} for c in claims])
     ctx.write_table("claims", table, configs=[cfg], results=[result], extra={"claims_seed": 0})
     counts = Counter(c["verdict"] for c in claims)
-    findings = [f"{c['id']} ({c['verdict']})" for c in claims if c["verdict"] != "holds"]
+    # identities hold by construction: neither support nor a finding
+    findings = [f"{c['id']} ({c['verdict']})" for c in claims if c["verdict"] not in ("holds", "identity")]
     text = (f"Claims audit ({'quick' if ctx.profile == 'quick' else 'thorough'}): {len(claims)} claims, "
             + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
             + (f"; findings: {', '.join(findings)}" if findings else "; every claim held")

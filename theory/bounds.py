@@ -12,6 +12,7 @@ from scipy.optimize import linprog
 from scipy.special import logsumexp, softmax
 
 from theory.divergences import entropy, jsd, kl
+from theory.gates import pointwise_hull
 from theory.prior import PriorSet
 
 
@@ -125,6 +126,25 @@ def prior_lipschitz_bound(kl_at_restricted_gate, distance_l1) -> float:
     return float(distance_l1 * (c.max() - c.min()) / 2.0)
 
 
+def hull_lipschitz_constant(D, P) -> float:
+    """Thms 4-5 with an a-priori constant: ``L = (max_k U_k - min_k L_k) / 2``.
+
+    Every gated model q satisfies ``l <= q <= u`` pointwise (``l = min_j pi_j``,
+    ``u = max_j pi_j``) and has mass one, so ``c_k(q) = KL(D_k || q)`` lies in
+    ``[L_k, U_k]`` with ``U_k = sum_x D_k log(D_k / l)`` and
+    ``L_k = max(0, sum_x D_k log(D_k / u))``. Hence ``lam -> lam . c(q)`` is
+    ``spread(c(q)) / 2 <= L`` Lipschitz in L1 on the simplex for every q, and the value
+    ``min_q max_{lam in Lambda} lam . c(q)`` moves by at most ``L d_H`` between prior
+    sets. Infinite when some expert-free outcome (``l = 0``) carries domain mass.
+    """
+    D = np.asarray(D, dtype=np.float64)
+    lo, hi = pointwise_hull(P)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upper = np.where(D > 0, D * (np.log(np.where(D > 0, D, 1.0)) - np.log(lo)), 0.0).sum(axis=1)
+        lower = np.where(D > 0, D * (np.log(np.where(D > 0, D, 1.0)) - np.log(hi)), 0.0).sum(axis=1)
+    return float((upper.max() - np.maximum(lower, 0.0).min()) / 2.0)
+
+
 def expert_constants(P, support=None) -> tuple[float, float]:
     """Thm 9 constants ``M = max |log pi_k(x)|`` and ``C = max_x ||(pi_1(x)..pi_p(x))||_2``.
 
@@ -139,6 +159,12 @@ def expert_constants(P, support=None) -> tuple[float, float]:
     return M, C
 
 
+def concentration_term(m, M, p, delta) -> np.ndarray:
+    """Thm 9's concentration term ``M sqrt(log(p/delta) / (2 m_k))`` (Hoeffding with a union over k)."""
+    m = np.asarray(m, dtype=np.float64)
+    return M * np.sqrt(np.log(p / delta) / (2.0 * m))
+
+
 def generalisation_bound(rademacher, m, M, C, p, delta) -> np.ndarray:
     """Thm 9 per domain: ``2 sqrt2 C e^M R_k(G) + M sqrt(log(p/delta) / (2 m_k))``.
 
@@ -147,7 +173,7 @@ def generalisation_bound(rademacher, m, M, C, p, delta) -> np.ndarray:
     """
     R = np.asarray(rademacher, dtype=np.float64)
     m = np.asarray(m, dtype=np.float64)
-    return 2.0 * np.sqrt(2.0) * C * np.exp(M) * R + M * np.sqrt(np.log(p / delta) / (2.0 * m))
+    return 2.0 * np.sqrt(2.0) * C * np.exp(M) * R + concentration_term(m, M, p, delta)
 
 
 def partition_rademacher(sample_cells, n_cells: int, p: int, draws: int, rng) -> float:

@@ -8,6 +8,7 @@ needs-assumption) with the smallest counterexample of every finding.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small instance grid (under a minute on 2 cores)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the markdown table")
     parser.add_argument("--out", type=Path, help="write the markdown report here (and the JSON next to it)")
+    parser.add_argument("--readme", type=Path, metavar="README",
+                        help="rewrite the generated claims block of this README from the report")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--only", nargs="+", metavar="ID", help="audit only these claim ids")
     parser.add_argument("--jobs", type=int, default=2, help="claims audited in parallel processes (default 2)")
@@ -47,6 +50,15 @@ def run(args: argparse.Namespace) -> int:
             args.out.with_suffix(".json").write_text(js)
         except OSError as exc:
             print(f"theory claims: error: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr)
+            return 2
+    if args.readme:
+        from theory.claims.readme import update_readme
+
+        try:
+            update_readme(args.readme, json.loads(js))
+        except (OSError, InputError) as exc:
+            print(f"theory claims: error: cannot update {args.readme}: {getattr(exc, 'strerror', None) or exc}",
+                  file=sys.stderr)
             return 2
     print(js if args.json else markdown)
     return 0

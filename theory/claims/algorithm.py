@@ -38,5 +38,6 @@ def check_alg1_rate(inst: Instance, horizons) -> list[Check]:
     slope = fitted_slope(horizons, gaps)
     constant = float(np.max(gaps / algorithm1_rate(inst.p, horizons)))
     return [Check("log-log slope of the gap <= -1/2", UPPER, -0.5 + SLOPE_TOL, slope,
+                  variant="rate O(1/T): slope <= -1", variant_bound=-1.0 + SLOPE_TOL,
                   quantities={"slope": slope, "constant": constant, "horizons": horizons, "gaps": gaps,
                               "p": inst.p, "n": inst.n})]

@@ -10,6 +10,19 @@ Regimes:
 - ``overlapping``: domains share a common component (partial overlap);
 - ``perfect``: ``pi_k = D_k``.
 
+Two further regimes probe the assumption of Thm 14 (not in :data:`REGIMES`):
+
+- ``disjoint-offsupport``: disjoint domains, and experts that put mass ``OFFSUPPORT_LEAK``
+  on outcomes no domain uses (harmless);
+- ``disjoint-oneway``: disjoint domains, and only expert 0 leaks onto the other domains'
+  supports;
+
+and one the value ``log p`` of disjoint domains:
+
+- ``disjoint-broad``: disjoint domains, experts ``pi_k = D_k / p + (1 - 1/p) r_k`` (so
+  ``pi_k >= D_k / p``), ``r_k`` on the own block mixed with weight ``quality`` with a
+  full-support law (which may lift ``min_j pi_j`` above ``D_k / p``).
+
 ``quality`` is the weight ``s`` of the noise in an expert ``(1 - s) D_k + s U_k``: 0
 gives a perfect expert, 1 an expert unrelated to its domain. Unequal errors come from
 per-expert noise weights drawn around ``quality``.
@@ -33,6 +46,12 @@ REGIMES = (
     "overlapping",
     "perfect",
 )
+
+#: Regimes for Thm 14's assumption, beyond the common grid.
+LEAK_REGIMES = ("disjoint-offsupport", "disjoint-oneway", "disjoint-broad")
+
+#: Mass the ``disjoint-offsupport`` experts put on the outcomes no domain uses.
+OFFSUPPORT_LEAK = 0.3
 
 
 @dataclass
@@ -91,13 +110,14 @@ def _noise_weights(rng, p: int, quality: float, unequal: bool) -> np.ndarray:
 
 def make_instance(regime: str, p: int, n: int, quality: float, rng, *, unequal: bool = True) -> Instance:
     """One random instance of ``regime`` with p domains, n outcomes and noise level ``quality``."""
-    if regime not in REGIMES:
-        raise InvalidOptionError(f"unknown instance regime {regime!r}; expected one of {REGIMES}")
-    if regime.startswith("disjoint") and n < p:
-        raise InvalidOptionError(f"regime {regime!r} needs n >= p, got n={n}, p={p}")
+    if regime not in REGIMES + LEAK_REGIMES:
+        raise InvalidOptionError(f"unknown instance regime {regime!r}; expected one of {REGIMES + LEAK_REGIMES}")
+    if regime.startswith("disjoint") and n < _min_outcomes(regime, p):
+        raise InvalidOptionError(f"regime {regime!r} needs n >= {_min_outcomes(regime, p)}, got n={n}, p={p}")
     s = _noise_weights(rng, p, quality, unequal)[:, None]
-    if regime in ("disjoint", "disjoint-leaky"):
-        block = _blocks(n, p)
+    if regime.startswith("disjoint"):
+        unused = max(1, n // 4) if regime == "disjoint-offsupport" else 0
+        block = np.concatenate([_blocks(n - unused, p), np.full(unused, p)])
         own = block[None, :] == np.arange(p)[:, None]
         D = _normalise(np.where(own, rng.gamma(1.0, size=(p, n)) + 1e-3, 0.0))
         U = _normalise(np.where(own, rng.gamma(1.0, size=(p, n)) + 1e-3, 0.0))
@@ -105,6 +125,16 @@ def make_instance(regime: str, p: int, n: int, quality: float, rng, *, unequal: 
         if regime == "disjoint-leaky":
             leak = 0.5 * quality
             P = (1 - leak) * P + leak * _dirichlet(rng, (p, n), 1.0)
+        elif regime == "disjoint-offsupport":
+            off = _normalise(np.where(block == p, rng.gamma(1.0, size=(p, n)) + 1e-3, 0.0))
+            P = (1 - OFFSUPPORT_LEAK) * P + OFFSUPPORT_LEAK * off
+        elif regime == "disjoint-oneway":
+            leak = max(0.5 * quality, 0.05)
+            others = _normalise(np.where(block != 0, rng.gamma(1.0, size=n) + 1e-3, 0.0))
+            P[0] = (1 - leak) * P[0] + leak * others
+        elif regime == "disjoint-broad":
+            r = (1 - s) * U + s * _dirichlet(rng, (p, n), 1.0)
+            P = D / p + (1 - 1 / p) * r
     elif regime == "identical-experts":
         D = _dirichlet(rng, (p, n), 0.7)
         pi = (1 - quality) * D.mean(axis=0) + quality * _dirichlet(rng, (n,), 1.0)
@@ -130,11 +160,18 @@ def make_instance(regime: str, p: int, n: int, quality: float, rng, *, unequal: 
     )
 
 
+def _min_outcomes(regime: str, p: int) -> int:
+    """Fewest outcomes a regime needs: a block per domain (and one unused outcome)."""
+    if regime == "disjoint-offsupport":
+        return p + 1
+    return p if regime.startswith("disjoint") else 1
+
+
 def instance_grid(regimes, sizes, qualities, per_cell: int, rng, *, unequal: bool = True):
     """Yield ``per_cell`` instances for every (regime, (p, n), quality) combination."""
     for regime in regimes:
         for p, n in sizes:
-            if regime.startswith("disjoint") and n < p:
+            if n < _min_outcomes(regime, p):
                 continue
             for quality in qualities:
                 for _ in range(per_cell):

@@ -17,7 +17,7 @@ from scipy.special import logsumexp, softmax
 from theory.bounds import expert_errors
 from theory.claims import solvers
 from theory.claims.instances import Instance
-from theory.claims.record import ABS_TOL, EQUAL, LOWER, OBSERVATION, UPPER, Check
+from theory.claims.record import ABS_TOL, EQUAL, IDENTITY, LOWER, OBSERVATION, UPPER, Check, tightened, tightened_name
 from theory.divergences import jsd, kl, mixture
 
 #: Accuracy allowed for the exponential-family fits (L-BFGS, tiny ridge): the
@@ -115,8 +115,10 @@ def check_thm6(inst: Instance, lams, family: ExponentialFamily) -> list[Check]:
     For the model ``pi`` fitted on ``D_lam``: ``sum_k lam_k KL(D_k || pi) >= JSD_lam`` and
     ``KL(D_lam || pi) >= sum_k lam_k eps_k^F - JSD_lam`` where ``eps_k^F`` is the best
     error of the family on domain k alone (so every family member has per-domain error
-    at least ``eps_k^F``). The gap between the monolithic model and the robust gate is
-    recorded as an observation.
+    at least ``eps_k^F``). Both are identities: the first is
+    ``sum_k lam_k KL(D_k||pi) - JSD_lam = KL(D_lam||pi) >= 0``, the second adds
+    ``KL(D_k||pi) >= eps_k^F`` (the definition of eps^F) to the same identity. The gap
+    between the monolithic model and the robust gate is recorded as an observation.
     """
     eps_family = np.array([kl_to_log_model(inst.D[k], family.fit(inst.D[k])) for k in range(inst.p)])
     res = solvers.robust(inst.D, inst.P)
@@ -130,9 +132,12 @@ def check_thm6(inst: Instance, lams, family: ExponentialFamily) -> list[Check]:
         gated = kl(Dl, res.q)
         q = {"lam": lam, "jsd": js, "eps_family": eps_family, "kl_monolithic": mono, "kl_robust_gate": gated,
              "eps_experts": expert_errors(inst.D, inst.P)}
-        out.append(Check("sum_k lam_k KL(D_k || pi) >= JSD_lam", LOWER, js, float(lam @ per_domain), quantities=q))
-        out.append(Check("KL(D_lam || pi) >= sum lam_k eps_k - JSD_lam", LOWER, float(lam @ eps_family) - js, mono,
-                         tol=FIT_TOL, quantities=q))
+        out.append(Check("sum_k lam_k KL(D_k || pi) >= JSD_lam", LOWER, js, float(lam @ per_domain), quantities=q,
+                         role=IDENTITY, variant=tightened_name(LOWER), variant_bound=tightened(LOWER, js)))
+        floor = float(lam @ eps_family) - js
+        out.append(Check("KL(D_lam || pi) >= sum lam_k eps_k - JSD_lam", LOWER, floor, mono, tol=FIT_TOL,
+                         quantities=q, role=IDENTITY, variant=tightened_name(LOWER),
+                         variant_bound=tightened(LOWER, floor)))
         out.append(Check("robust gate vs monolithic on D_lam (observation)", OBSERVATION, mono, gated,
                          quantities=q))
     return out
@@ -154,6 +159,10 @@ def check_thm7(inst: Instance, lams, rng, atoms: int = 6) -> list[Check]:
     The assumption recorded is realisability: every domain lies in the family, so the
     per-domain best experts are perfect (``pi_k = D_k``). For the ``perfect`` regime the
     domains join the dictionary, so that the family is realisable there too.
+
+    The first part is an identity (constant gates are gates). Under the assumption the
+    other two are as well: with ``pi_k = D_k`` both sides are 0 (``D_lam`` is in the
+    family and is the gate ``g = lam``); their content is where they fail without it.
     """
     p, n = inst.p, inst.n
     dictionary = np.vstack([rng.dirichlet(np.full(n, 0.5), size=atoms), np.full((1, n), 1.0 / n)])
@@ -182,7 +191,7 @@ def check_thm7(inst: Instance, lams, rng, atoms: int = 6) -> list[Check]:
         q = {"lam": lam, "kl_best_gate": gated, "kl_refit_mixture_of_experts": mix_kl[i],
              "kl_P_lam": at_lam, "kl_best_gate_dictionary_experts": gated_dict, "kl_refit_dictionary": fam_kl[i]}
         out.append(Check("best gate <= refit mixture of experts", UPPER, mix_kl[i], gated,
-                         tol=ABS_TOL + mix_cert[i], quantities=q))
+                         tol=ABS_TOL + mix_cert[i], quantities=q, role=IDENTITY))
         out.append(Check("refit on D_lam = sum lam_k pi_k", EQUAL, mix_kl[i], at_lam,
                          tol=ABS_TOL + mix_cert[i], quantities=q, meets_assumption=perfect))
         out.append(Check("best gate <= refit in a mixture-closed family", UPPER, fam_kl[i], gated_dict,

@@ -14,7 +14,10 @@ class Profile:
     ``sizes`` are (p, n) pairs, ``qualities`` expert noise levels, ``per_cell`` instances
     per (regime, size, quality); ``weights`` random mixtures per instance (on top of the
     vertices and the uniform mix); the remaining fields size the claims with their own
-    instances (Thm 9, Algorithm 1, Thm 18, Thms 4-5).
+    instances (Thm 9, Algorithm 1, Thm 18, Thms 4-5). Thm 9 also runs on a wide-hull
+    instance (``thm9_wide_n`` outcomes, expert floor ``thm9_wide_floor``) where the
+    gate-complexity term matters. Both profiles run the same code on the same kinds of
+    instance (fixed counterexamples included); only the counts differ.
     """
 
     name: str
@@ -26,6 +29,8 @@ class Profile:
     thm9_cells: tuple[int, ...]
     thm9_draws: int
     thm9_n: int
+    thm9_wide_n: int
+    thm9_wide_floor: float
     alg1_horizons: tuple[int, ...]
     alg1_instances: int
     thm18_instances: int
@@ -43,6 +48,8 @@ QUICK = Profile(
     thm9_cells=(1, 3, 12),
     thm9_draws=3,
     thm9_n=12,
+    thm9_wide_n=24,
+    thm9_wide_floor=1e-3,
     alg1_horizons=(100, 300, 1000, 3000),
     alg1_instances=2,
     thm18_instances=2,
@@ -60,6 +67,8 @@ THOROUGH = Profile(
     thm9_cells=(1, 2, 4, 8, 16),
     thm9_draws=12,
     thm9_n=16,
+    thm9_wide_n=48,
+    thm9_wide_floor=1e-3,
     alg1_horizons=(100, 300, 1000, 3000, 10000, 30000),
     alg1_instances=6,
     thm18_instances=6,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.claims.record import EQUAL, LOWER, Check
+from theory.claims.record import CONSISTENCY, EQUAL, IDENTITY, LOWER, Check
 from theory.errors import EmptyGateSpaceError
 from theory.gates import MEMBERSHIP_TOL, pointwise_hull, renormalise_on_support, require_nonempty_G1
 
@@ -29,7 +29,9 @@ def check_lemma1(D, P) -> list[Check]:
     outside S. The remedies: define the gate on the experts' whole outcome space
     (reachable mass ``sum_x max_k pi_k(x) >= 1`` always), or renormalise the experts
     on S. The suite's detector (:func:`theory.gates.require_nonempty_G1`) must agree.
-    The assumption recorded: experts put no mass outside S.
+    The assumption recorded: experts put no mass outside S. Under it, and for both
+    remedies, ``sum_x max_k pi_k(x) >= sum_x pi_1(x) = 1``: identities; the detector's
+    agreement is a consistency check of the code. The claim's content is where it fails.
     """
     D = np.asarray(D, dtype=np.float64)
     P = np.asarray(P, dtype=np.float64)
@@ -44,10 +46,12 @@ def check_lemma1(D, P) -> list[Check]:
     return [
         Check("G1 with the gate on the data support is non-empty", LOWER, 1.0, on_support, MEMBERSHIP_TOL, q,
               normalised),
-        Check("G1 with the gate on all outcomes is non-empty", LOWER, 1.0, float(hi.sum()), MEMBERSHIP_TOL, q),
-        Check("G1 after renormalising experts on the support is non-empty", LOWER, 1.0, renorm, MEMBERSHIP_TOL, q),
+        Check("G1 with the gate on all outcomes is non-empty", LOWER, 1.0, float(hi.sum()), MEMBERSHIP_TOL, q,
+              role=IDENTITY),
+        Check("G1 after renormalising experts on the support is non-empty", LOWER, 1.0, renorm, MEMBERSHIP_TOL, q,
+              role=IDENTITY),
         Check("require_nonempty_G1 detects the empty case", EQUAL, float(empty),
-              float(_detects_empty(P, support)), 0.0, q),
+              float(_detects_empty(P, support)), 0.0, q, role=CONSISTENCY),
     ]
 
 

@@ -7,11 +7,20 @@ import numpy as np
 import pytest
 
 from theory.claims import add_arguments, run
-from theory.claims.audit import HOLDS, NEEDS_ASSUMPTION, VIOLATED, audit_claim, select
+from theory.claims.audit import (
+    HOLDS,
+    IDENTITY_VERDICT,
+    NEEDS_ASSUMPTION,
+    UNINFORMATIVE,
+    VERDICTS,
+    VIOLATED,
+    audit_claim,
+    select,
+)
 from theory.claims.fixed import check_prop2
 from theory.claims.instances import instance_grid, random_weights
 from theory.claims.profiles import QUICK
-from theory.claims.record import LOWER, OBSERVATION, UPPER, Check
+from theory.claims.record import CONSISTENCY, IDENTITY, LOWER, OBSERVATION, UPPER, Check
 from theory.claims.registry import CLAIM_IDS, ClaimSpec, Trial
 from theory.bounds import expert_errors, fixed_mixture_bound
 from theory.divergences import kl, mixture
@@ -56,11 +65,13 @@ def test_true_bound_holds():
     assert out.verdict == HOLDS and out.counterexample is None and out.worst_slack >= -1e-12
 
 
-def fabricated(meets_flags, kind=LOWER):
+def fabricated(meets_flags, kind=LOWER, variant_bound=2.0):
+    """truth 1 >= bound 0.5 where the assumption holds, 0 outside; the variant asks truth >= variant_bound."""
     def trials(prof, rng):
         for i, meets in enumerate(meets_flags):
             truth = 0.0 if meets is False else 1.0
-            yield Trial({"i": i}, i + 1, [Check("part", kind, 0.5, truth, meets_assumption=meets),
+            yield Trial({"i": i}, i + 1, [Check("part", kind, 0.5, truth, meets_assumption=meets,
+                                                variant="raised", variant_bound=variant_bound),
                                           Check("obs", OBSERVATION, 10.0, 0.0)])
 
     return trials
@@ -89,6 +100,45 @@ def test_high_probability_claim_allows_its_failure_rate():
 def test_observations_do_not_count():
     out = audit_claim(ClaimSpec("x", "x", ("r",), fabricated([True, True])), QUICK, 0)
     assert out.verdict == HOLDS and out.checks == 2
+    assert out.power["variant_violations"] == 2 and out.power["variant_checks"] == 2
+
+
+def test_check_that_cannot_reject_its_variant_is_uninformative():
+    """The variant truth >= 0.9 is true as well (truth 1): the check could not have failed."""
+    out = audit_claim(ClaimSpec("x", "x", ("r",), fabricated([True, True], variant_bound=0.9)), QUICK, 0)
+    assert out.verdict == UNINFORMATIVE
+    assert out.power == {**out.power, "variant_violations": 0, "variant_checks": 2, "rejected": False}
+    assert [p["verdict"] for p in out.parts] == [UNINFORMATIVE, "observation"]
+
+
+def test_checks_true_by_construction_are_identities():
+    def trials(prof, rng):
+        yield Trial({}, 1, [Check("a", LOWER, 0.0, 1.0, role=IDENTITY, variant="v", variant_bound=2.0),
+                            Check("b", UPPER, 1.0, 1.0, role=CONSISTENCY)])
+
+    out = audit_claim(ClaimSpec("x", "x", ("r",), trials), QUICK, 0)
+    assert out.verdict == IDENTITY_VERDICT
+    # identity parts report their variant's rejections, but they give the claim no power
+    assert out.parts[0]["variant_violations"] == 1 and out.power["variant_checks"] == 0
+
+
+def test_power_ignores_checks_outside_the_assumption():
+    spec = ClaimSpec("x", "x", ("r",), fabricated([True, False, True]), assumption="A")
+    out = audit_claim(spec, QUICK, 0)
+    assert out.power["variant_checks"] == 2
+
+
+def test_secondary_summary_violations_are_worded_as_such():
+    def trials(prof, rng):
+        yield Trial({}, 1, [Check("a", UPPER, 0.0, 1.0)])
+
+    secondary = audit_claim(ClaimSpec("x", "x", ("r",), trials), QUICK, 0)
+    assert secondary.verdict == VIOLATED and secondary.source == "secondary summary"
+    assert "as summarised does not hold" in secondary.verdict_note
+    paper = audit_claim(ClaimSpec("x", "x", ("r",), trials, source="paper text"), QUICK, 0)
+    assert paper.verdict_note == "statement from the paper's own text"
+    with pytest.raises(ValueError, match="source"):
+        ClaimSpec("x", "x", ("r",), trials, source="hearsay")
 
 
 def test_unknown_claim_id_is_rejected():
@@ -108,15 +158,18 @@ def test_quick_json_report_structure_and_reproducibility(tmp_path, capsys):
     first = json.loads(capsys.readouterr().out)
     assert [o["id"] for o in first] == ["prop2", "jsd-identity", "lemma1"]
     for o in first:
-        assert {"id", "statement", "verdict", "instances", "worst_slack", "counterexample"} <= set(o)
-        assert o["verdict"] in (HOLDS, VIOLATED, NEEDS_ASSUMPTION)
+        assert {"id", "statement", "verdict", "source", "power", "instances", "checks", "violations",
+                "worst_slack", "counterexample"} <= set(o)
+        assert o["verdict"] in VERDICTS
         assert o["instances"] > 0
         assert o["environment"]["seed"] == 3
+    assert [o["source"] for o in first] == ["paper text", "secondary summary", "paper text"]
+    assert [o["verdict"] for o in first] == [HOLDS, IDENTITY_VERDICT, NEEDS_ASSUMPTION]
+    assert first[0]["power"]["variant_violations"] > 0
     lemma = first[2]
-    assert lemma["verdict"] == NEEDS_ASSUMPTION
     assert lemma["counterexample"]["instance"]["P"] == [[0.9, 0.1]]
     markdown = (tmp_path / "r.md").read_text()
-    assert "| lemma1 | **needs-assumption** | 17 |" in markdown
+    assert "| lemma1 | paper text | **needs-assumption** | 17 |" in markdown
     assert json.loads((tmp_path / "r.json").read_text())[0]["id"] == "prop2"
     assert cli(argv) == 0
     second = json.loads(capsys.readouterr().out)
