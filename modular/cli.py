@@ -2,24 +2,40 @@
 
 Fits a robust gate to cached expert log-probabilities (format: :func:`modular.data.load_npz`)
 and prints the least-favourable mixture, per-domain NLL (and KL when the domain entropies
-are given), Z and the estimator used. Bad input exits with status 2 and one line on stderr.
+are given), Z and the estimator used. Exit status (:mod:`theory.commandline`): 0 done,
+2 bad input (one line on stderr), 3 a result that is not finite or not converged (still
+printed), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import warnings
 
 import numpy as np
 import torch
 
-from modular.data import load_npz
+from modular.data import check_excess_defined, load_npz
 from modular.gates import make_gate
 from modular.primal_dual import ADVERSARIES, fit_robust_gate
 from modular.z_estimators import Z_ESTIMATORS, BiasedEstimatorWarning
+from theory.commandline import (
+    EXIT_NOT_CONVERGED,
+    EXIT_OK,
+    ArgumentParser,
+    check_number,
+    check_output_path,
+    dumps,
+    parse_vector,
+    print_json,
+    run_main,
+    save_text,
+)
 from theory.errors import InputError
+
+PROG = "python -m modular"
 
 
 #: Learning rates that converged on the test instances (an MLP at 0.05 did not).
@@ -28,16 +44,13 @@ DEFAULT_LR = {"tabular": 0.05, "linear": 0.05, "mlp": 0.005, "sequence": 0.005}
 
 def _entropies(text: str) -> np.ndarray:
     try:
-        return np.array([float(h) for h in text.split(",")])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--entropy needs comma-separated numbers, got {text!r}") from None
+        return parse_vector(text, "--entropy")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr and exit status 2 (no usage dump)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
+class _OneLineParser(ArgumentParser):
+    """The suite's parser (:class:`theory.commandline.ArgumentParser`): one-line usage errors, defaults in --help."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +111,8 @@ def run_fit(args) -> dict:
     if args.entropy is not None and len(args.entropy) != p:
         raise InputError(f"--entropy has {len(args.entropy)} values for p={p} domains")
     adversary = args.adversary or ("kl" if args.entropy is not None else "excess")
+    if adversary == "excess":
+        check_excess_defined(domains)
     gate = _gate_for(args.gate, domains, p, args.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BiasedEstimatorWarning)
@@ -115,8 +130,7 @@ def run_fit(args) -> dict:
                        "biased unless the experts match their domains; give expert_logp_k for an unbiased Z")
     if args.out:
         full = dict(out, history={k: v.tolist() for k, v in res.history.items()})
-        with open(args.out, "w") as fh:
-            json.dump(full, fh, indent=1)
+        save_text(args.out, dumps(full, indent=1) + "\n")
     return out
 
 
@@ -135,16 +149,47 @@ def _print_table(out: dict) -> None:
         print(f"note: {out['note']}")
 
 
+#: Numeric options checked before any data is read: (attribute, option, check_number keywords).
+_NUMBER_CHECKS = (
+    ("steps", "--steps", {"nonnegative": True}),
+    ("batch_size", "--batch-size", {"positive": True}),
+    ("lr", "--lr", {"positive": True}),
+    ("lam_lr", "--lam-lr", {"positive": True}),
+    ("checkpoint_every", "--checkpoint-every", {"positive": True}),
+)
+
+
+def _converged(out: dict) -> bool:
+    """A result is final when its status (if it reports one) is optimal and its numbers are finite."""
+    from theory.result import OPTIMAL
+
+    numbers = [out.get("value"), out.get("z"), *(out.get("lam") or []), *(out.get("nll") or [])]
+    finite = all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in numbers)
+    return finite and out.get("status", OPTIMAL) == OPTIMAL
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        out = run_fit(args)
-    except (InputError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(out))
-    else:
-        _print_table(out)
-    return 0
+    """Parse ``argv``, fit, print; exit status by the contract of :mod:`theory.commandline`."""
+
+    def body() -> int:
+        args = build_parser().parse_args(argv)
+        for attr, option, checks in _NUMBER_CHECKS:
+            if getattr(args, attr, None) is not None:
+                check_number(getattr(args, attr), option, **checks)
+        for attr, option in (("out", "--out"), ("checkpoint", "--checkpoint")):
+            if getattr(args, attr, None) is not None:
+                check_output_path(getattr(args, attr), option)
+        try:
+            out = run_fit(args)
+        except OSError as exc:
+            raise InputError(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)) from None
+        if args.json:
+            print_json(out)
+        else:
+            _print_table(out)
+        if not _converged(out):
+            print(f"{PROG}: warning: the fit did not reach a finite, converged result (printed above)", file=sys.stderr)
+            return EXIT_NOT_CONVERGED
+        return EXIT_OK
+
+    return run_main(PROG, body)
