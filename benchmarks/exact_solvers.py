@@ -21,7 +21,6 @@ Usage: ``python -m benchmarks.exact_solvers [--quick] [--out CSV]``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from theory.commandline import EXIT_OK, ArgumentParser, run_main, save_text
 from theory.cvx import solve_cvxpy
 from theory.dual import solve_dual
 from theory.errors import SolverFailedError
@@ -115,18 +115,23 @@ def run(grid, cvxpy_work: int, progress=sys.stderr) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small grid (well under a minute)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV path (default {DEFAULT_OUT})")
-    args = parser.parse_args(argv)
-    grid, work = (QUICK_GRID, QUICK_CVXPY_WORK) if args.quick else (FULL_GRID, FULL_CVXPY_WORK)
-    table = run(grid, work)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print(f"\nwrote {args.out} (peak memory: tracemalloc, inputs included; tolerance {TOL:g} nats)")
-    return 0
+    """Run the grid and write the CSV; exit status by :mod:`theory.commandline`."""
+
+    def body() -> int:
+        parser = ArgumentParser(prog="python -m benchmarks.exact_solvers", description=__doc__.splitlines()[0])
+        parser.add_argument("--quick", action="store_true", help="small grid (well under a minute)")
+        parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV path (its folder is created)")
+        args = parser.parse_args(argv)
+        grid, work = (QUICK_GRID, QUICK_CVXPY_WORK) if args.quick else (FULL_GRID, FULL_CVXPY_WORK)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table = run(grid, work)
+        save_text(args.out, table.to_csv(index=False))
+        with pd.option_context("display.width", 200, "display.max_columns", None):
+            print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        print(f"\nwrote {args.out} (peak memory: tracemalloc, inputs included; tolerance {TOL:g} nats)")
+        return EXIT_OK
+
+    return run_main("python -m benchmarks.exact_solvers", body)
 
 
 if __name__ == "__main__":
