@@ -24,7 +24,7 @@ from theory.commandline import (
     run_main,
     save_array,
 )
-from theory.errors import InputError
+from theory.errors import InputError, SolverFailedError
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_NOT_CONVERGED", "EXIT_OK", "SUBCOMMANDS", "build_parser", "main"]
 
@@ -47,6 +47,22 @@ def add_solve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="write the gated model q (n,) as an .npy array to exactly this path")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (NaN and infinities as null, listed under 'nonfinite')")
+
+
+def _solved(solve, solver: str):
+    """Run ``solve()``; a numerical failure inside a solver (not bad input) becomes one line, exit 1.
+
+    Input problems are :class:`InputError` and pass through (exit 2); what else a solver
+    raises on a validated instance (a root finder meeting NaN, an overflow) is a failure
+    of that solver on that instance, reported as such rather than as a traceback.
+    """
+    try:
+        return solve()
+    except InputError:
+        raise
+    except (ArithmeticError, ValueError) as exc:
+        raise SolverFailedError(f"solver {solver} failed on this instance ({type(exc).__name__}: {exc}); "
+                                "another --solver may succeed") from exc
 
 
 def run_solve(args: argparse.Namespace) -> int:
@@ -73,14 +89,17 @@ def run_solve(args: argparse.Namespace) -> int:
         fixed_solver = {"dual": "water-fill", "cvxpy": "cvxpy"}.get(args.solver)
         if fixed_solver is None:
             raise InputError(f"--mixture is solved by --solver dual (water-fill) or cvxpy, not {args.solver}")
-        result = solve_fixed_mixture(D, P, parse_vector(args.mixture, "--mixture"), solver=fixed_solver, family=family, cells=cells)
+        weights = parse_vector(args.mixture, "--mixture")
+        result = _solved(lambda: solve_fixed_mixture(D, P, weights, solver=fixed_solver, family=family, cells=cells),
+                         fixed_solver)
     else:
         prior = None
         if args.lambda_lower is not None or args.lambda_upper is not None:
             lower = None if args.lambda_lower is None else parse_vector(args.lambda_lower, "--lambda-lower", allow_inf=True)
             upper = None if args.lambda_upper is None else parse_vector(args.lambda_upper, "--lambda-upper", allow_inf=True)
             prior = PriorSet(p, lower=lower, upper=upper)
-        result = solve_robust(D, P, solver=args.solver, family=family, cells=cells, prior=prior, tol=args.tol)
+        result = _solved(lambda: solve_robust(D, P, solver=args.solver, family=family, cells=cells, prior=prior,
+                                              tol=args.tol), args.solver)
 
     if args.out is not None:
         save_array(args.out, result.q)

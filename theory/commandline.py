@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -105,22 +106,30 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
     :data:`EXIT_FAILED`; Ctrl-C gives one line and :data:`EXIT_INTERRUPTED` (whatever the
     command saved before, e.g. a checkpoint, stays on disk). Anything else is a bug and
     keeps its traceback.
+
+    Warnings raised meanwhile (numpy's RuntimeWarning, a ToleranceWarning) are held back:
+    printed after a result, dropped before a one-line error, which then stays one line.
     """
-    try:
-        return body()
-    except InputError as exc:
-        print_error(prog, exc)
-        return EXIT_BAD_INPUT
-    except SolverFailedError as exc:
-        print_error(prog, exc)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print_error(prog, "interrupted")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # stdout closed by the reader (``| head``): nothing more can be said there.
-        sys.stderr.close()
-        return EXIT_FAILED
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            status = body()
+        except InputError as exc:
+            print_error(prog, exc)
+            return EXIT_BAD_INPUT
+        except SolverFailedError as exc:
+            print_error(prog, exc)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print_error(prog, "interrupted")
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # stdout closed by the reader (``| head``): nothing more can be said there.
+            sys.stderr.close()
+            return EXIT_FAILED
+    for w in caught:
+        print(f"{prog}: warning: {one_line(w.message)}", file=sys.stderr)
+    return status
 
 
 # --------------------------------------------------------------------------- arrays
