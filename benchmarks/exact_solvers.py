@@ -28,7 +28,6 @@ Usage: ``python -m benchmarks.exact_solvers [--quick] [--out CSV] [--compare [RE
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import subprocess
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from theory.commandline import EXIT_OK, ArgumentParser, run_main, save_text
 from theory.cvx import solve_cvxpy
 from theory.dual import solve_dual
 from theory.errors import SolverFailedError
@@ -249,26 +249,31 @@ def compare(grid, rev: str, repeats: int, progress=sys.stderr) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small grid (well under a minute)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV path (default {DEFAULT_OUT})")
-    parser.add_argument("--compare", nargs="?", const=BASE_REV, metavar="REV",
-                        help=f"time the dual solver of git revision REV (default {BASE_REV}) against today's")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per instance for --compare")
-    args = parser.parse_args(argv)
-    if args.compare:
-        table = compare(COMPARE_GRID[:1] if args.quick else COMPARE_GRID, args.compare, args.repeats)
+    """Run the grid (or the comparison) and write the CSV; exit status by :mod:`theory.commandline`."""
+
+    def body() -> int:
+        parser = ArgumentParser(prog="python -m benchmarks.exact_solvers", description=__doc__.splitlines()[0])
+        parser.add_argument("--quick", action="store_true", help="small grid (well under a minute)")
+        parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV path (its folder is created)")
+        parser.add_argument("--compare", nargs="?", const=BASE_REV, metavar="REV",
+                            help=f"time the dual solver of git revision REV (default {BASE_REV}) against today's")
+        parser.add_argument("--repeats", type=int, default=3, help="alternating runs per instance for --compare")
+        args = parser.parse_args(argv)
+        if args.compare:
+            table = compare(COMPARE_GRID[:1] if args.quick else COMPARE_GRID, args.compare, args.repeats)
+            with pd.option_context("display.width", 200, "display.max_columns", None):
+                print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+            return EXIT_OK
+        grid, work = (QUICK_GRID, QUICK_CVXPY_WORK) if args.quick else (FULL_GRID, FULL_CVXPY_WORK)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table = run(grid, work)
+        save_text(args.out, table.to_csv(index=False))
         with pd.option_context("display.width", 200, "display.max_columns", None):
             print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-        return 0
-    grid, work = (QUICK_GRID, QUICK_CVXPY_WORK) if args.quick else (FULL_GRID, FULL_CVXPY_WORK)
-    table = run(grid, work)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print(f"\nwrote {args.out} (peak memory: tracemalloc, inputs included; tolerance {TOL:g} nats)")
-    return 0
+        print(f"\nwrote {args.out} (peak memory: tracemalloc, inputs included; tolerance {TOL:g} nats)")
+        return EXIT_OK
+
+    return run_main("python -m benchmarks.exact_solvers", body)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ Usage: ``python -m benchmarks.modular_fit [--quick] [--out DIR] [--threads N]``;
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -25,7 +25,9 @@ import pandas as pd
 import torch
 
 from modular import LinearGate, TabularGate, fit_robust_gate, sample_set
+from theory.commandline import EXIT_OK, ArgumentParser, run_main, save_text
 from theory.divergences import entropy
+from theory.errors import InputError
 
 TARGET_NATS = 0.02
 
@@ -91,14 +93,24 @@ def throughput(m: int, p: int, batch: int, device: str, steps: int, seed: int = 
                 samples_per_s=rows * steps / res.seconds)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PROG = "python -m benchmarks.modular_fit"
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; exit status by :mod:`theory.commandline`."""
+    return run_main(PROG, lambda: _main(argv))
+
+
+def _main(argv) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under a minute")
-    parser.add_argument("--out", default=os.path.join("results", "benchmarks"))
+    parser.add_argument("--out", default=os.path.join("results", "benchmarks"), help="output folder (created)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: small steps gain nothing from more, and a shared "
+                        help="torch CPU threads (1: small steps gain nothing from more, and a shared "
                              "machine punishes oversubscription)")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if args.quick:
@@ -112,14 +124,15 @@ def main(argv=None) -> None:
     acc = pd.DataFrame([time_to_target(n, p, dev, acc_steps) for dev in devices for n, p in acc_sizes])
     tp = pd.DataFrame([throughput(m, p, b, dev, tp_steps) for dev in devices for m, p in tp_sizes for b in batches])
     os.makedirs(args.out, exist_ok=True)
-    acc.to_csv(os.path.join(args.out, "modular_fit_accuracy.csv"), index=False)
-    tp.to_csv(os.path.join(args.out, "modular_fit_throughput.csv"), index=False)
+    save_text(os.path.join(args.out, "modular_fit_accuracy.csv"), acc.to_csv(index=False))
+    save_text(os.path.join(args.out, "modular_fit_throughput.csv"), tp.to_csv(index=False))
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print(f"Time to reach {TARGET_NATS} nats of the exact robust value (tabular gate, exact objective)")
         print(acc.to_string(index=False))
         print("\nThroughput (linear gate on expert log-probs; samples = rows of all 2p sets per step)")
         print(tp.to_string(index=False))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

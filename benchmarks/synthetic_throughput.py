@@ -11,7 +11,6 @@ Usage: ``python -m benchmarks.synthetic_throughput [--quick] [--threads N] [--ou
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,12 +23,11 @@ from synthetic.markov import conflict_task
 from synthetic.models import TorchSequenceModel
 from synthetic.ngram import NGramModel
 from synthetic.text import load_text_domain
+from theory.commandline import EXIT_OK, ArgumentParser, run_main, save_text
+from theory.errors import InputError
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        sys.stderr.write(f"synthetic_throughput: {message}\n")
-        sys.exit(2)
+PROG = "python -m benchmarks.synthetic_throughput"
 
 
 def torch_rows(steps: int, repeats: int) -> list[dict]:
@@ -79,14 +77,20 @@ def ngram_rows(repeats: int, max_order: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = _OneLineParser(description=__doc__.splitlines()[0])
+    """Run the benchmark; exit status by :mod:`theory.commandline`."""
+    return run_main(PROG, lambda: _main(argv))
+
+
+def _main(argv) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, repeats and n-gram orders")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/synthetic_throughput.csv"))
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/synthetic_throughput.csv"),
+                        help="CSV path (its folder is created)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
-            parser.error(f"--threads must be >= 1, got {args.threads}")
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     steps, repeats, max_order = (20, 1, 3) if args.quick else (100, 3, 4)
     table = pd.DataFrame(torch_rows(steps, repeats) + ngram_rows(repeats, max_order))
@@ -94,9 +98,9 @@ def main(argv=None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:,.3g}".format):
         print(table.to_string(index=False))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    save_text(args.out, table.to_csv(index=False))
     print(f"wrote {args.out}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

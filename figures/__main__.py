@@ -6,13 +6,13 @@
 Outputs go to ``results/``: ``figures/*.png``, ``tables/*.csv`` (each with a
 ``.provenance.json``), ``figures/captions.json``, ``summary.md``, the claims report
 and benchmark tables. Results are cached in ``results/cache`` by a hash of their
-configuration; ``--force`` recomputes them. Exit status: 0 when every selected figure
-was produced, 1 when one failed, 2 on bad options.
+configuration; ``--force`` recomputes them. Exit status (:mod:`theory.commandline`):
+0 when every selected figure was produced, 1 when one failed, 2 on bad options (one
+line on stderr), 130 when interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,45 +22,44 @@ from figures.cache import ResultCache
 from figures.provenance import code_fingerprint
 from figures.pipeline import PROFILES, Context, run_figures
 from figures.sweep import SCHEDULERS, SweepRunner
+from theory.commandline import EXIT_FAILED, EXIT_OK, ArgumentParser, run_main
 from theory.errors import InputError
 
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"python -m figures: error: {message}\n")
+PROG = "python -m figures"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = _OneLineParser(prog="python -m figures", description=__doc__.split("\n")[0])
+def build_parser() -> ArgumentParser:
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     ap.add_argument("--profile", choices=PROFILES, default="quick",
                     help="quick (minutes on 2 CPU cores) or full (paper-scale settings)")
     ap.add_argument("--only", metavar="NAME[,NAME]", help="run only these figures (see --list)")
     ap.add_argument("--list", action="store_true", help="list the figures and exit")
-    ap.add_argument("--jobs", type=int, default=1, help="parallel workers for sweeps (default 1)")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel workers for sweeps")
     ap.add_argument("--scheduler", choices=SCHEDULERS, default="local",
                     help="local: joblib processes; dask: a Dask cluster (LocalCluster without --dask-address)")
     ap.add_argument("--dask-address", metavar="ADDR", help="address of a running Dask scheduler")
     ap.add_argument("--force", action="store_true", help="ignore cached results and recompute")
-    ap.add_argument("--results", type=Path, default=Path("results"), help="output folder (default results/)")
+    ap.add_argument("--results", type=Path, default=Path("results"), help="output folder")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return ap
 
 
 def main(argv=None) -> int:
+    """Parse ``argv`` and run the selected figures; exit status by :mod:`theory.commandline`."""
+    return run_main(PROG, lambda: _main(argv))
+
+
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         for name, _, title in registry.ENTRIES:
             print(f"{name:18s} {title}")
-        return 0
-    try:
-        entries = _selected(args.only)
-        runner = SweepRunner(jobs=args.jobs, scheduler=args.scheduler, address=args.dask_address,
-                             progress=not args.no_progress)
-        ctx = Context(profile=args.profile, results=args.results,
-                      cache=ResultCache(args.results / "cache", force=args.force, salt=code_fingerprint()), runner=runner)
-    except InputError as exc:
-        print(f"python -m figures: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_OK
+    entries = _selected(args.only)
+    runner = SweepRunner(jobs=args.jobs, scheduler=args.scheduler, address=args.dask_address,
+                         progress=not args.no_progress)
+    ctx = Context(profile=args.profile, results=args.results,
+                  cache=ResultCache(args.results / "cache", force=args.force, salt=code_fingerprint()), runner=runner)
     start = time.perf_counter()
     outcome = run_figures(registry.load(entries), ctx, order=registry.NAMES)
     failed = [name for name, o in outcome.items() if not o["ok"]]
@@ -68,8 +67,8 @@ def main(argv=None) -> int:
           f"(profile {args.profile}); summary in {args.results / 'summary.md'}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _selected(only):

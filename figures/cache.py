@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from figures.files import atomic_write
 from theory.errors import InputError
 
 
@@ -39,18 +38,6 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"configuration value of type {type(obj).__name__} is not JSON-serialisable")
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ResultCache:
@@ -98,10 +85,11 @@ class ResultCache:
         arrays = {k: np.asarray(v) for k, v in result.items() if isinstance(v, np.ndarray)}
         plain = {k: v for k, v in result.items() if k not in arrays}
         if arrays:
-            _atomic_write(arr_path, lambda fh: np.savez_compressed(fh, **arrays))
+            atomic_write(arr_path, lambda fh: np.savez_compressed(fh, **arrays))
+        # Keys keep their order (no sort_keys): a result served from the cache must give
+        # the same table columns, in the same order, as a fresh run.
         text = json.dumps(
             {"stage": stage, "config": config, "salt": self.salt, "arrays": sorted(arrays), "result": plain},
-            sort_keys=True,
             default=_json_default,
         )
-        _atomic_write(meta_path, lambda fh: fh.write(text.encode("utf-8")))
+        atomic_write(meta_path, lambda fh: fh.write(text.encode("utf-8")))

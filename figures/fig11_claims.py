@@ -17,8 +17,8 @@ def run(ctx: Context) -> Caption:
     cfg = {"module": "theory.claims", "args": [*ARGS[ctx.profile], "--seed", "0", "--out", "claims.md"]}
     (result,) = ctx.sweep("claims", run_module, [cfg])
     ctx.results.mkdir(parents=True, exist_ok=True)
-    (ctx.results / "claims.md").write_text(result["files"]["claims.md"])
-    (ctx.results / "claims.json").write_text(result["files"]["claims.json"])
+    ctx.write_text("claims.md", result["files"]["claims.md"])
+    ctx.write_text("claims.json", result["files"]["claims.json"])
     claims = json.loads(result["files"]["claims.json"])
     table = pd.DataFrame([{**{k: c.get(k) for k in ("id", "source", "verdict", "instances", "checks", "violations",
                                                     "worst_slack")},

@@ -22,7 +22,7 @@ def run(ctx: Context) -> Caption:
         raise RuntimeError("benchmarks.exact_solvers wrote no CSV table")
     out = ctx.results / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "exact_solvers.txt").write_text(result["stdout"])
+    ctx.write_text("benchmarks/exact_solvers.txt", result["stdout"])
     frames = []
     for name, text in sorted(csvs.items()):
         df = pd.read_csv(io.StringIO(text))

@@ -5,10 +5,20 @@ its sweeps through ``ctx.sweep`` (cached, parallel), writes PNG and CSV outputs 
 ``ctx.save_figure`` / ``ctx.write_table`` (each with a provenance record), and returns
 a :class:`Caption`: one line on what the figure shows and whether the paper's claim
 held, computed from the numbers.
+
+Every file is written atomically (:mod:`figures.files`), the output before its
+provenance record (which carries the output's SHA-256), so a killed run leaves each
+file either old or new, never truncated. ``captions.json``, ``summary.md`` and
+``timings.json`` are shared by every run on a results folder: each finished figure
+merges its entry into them under a file lock, so concurrent runs lose no entry.
+Timings are kept out of the tables and captions, which are then byte-identical from
+run to run: timing columns of a table (``seconds``, ``*_seconds``) go to
+``timings/<name>.csv`` and the seconds per figure to ``timings.json``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import traceback
@@ -20,10 +30,16 @@ import pandas as pd
 
 from figures import provenance
 from figures.cache import ResultCache
+from figures.files import locked, write_bytes, write_text
 from figures.sweep import SweepRunner, run_sweep
 from theory.errors import InvalidOptionError
 
 PROFILES = ("quick", "full")
+
+
+def timing_columns(df: pd.DataFrame) -> list[str]:
+    """Columns of wall-clock timings (``seconds``, ``*_seconds``): they differ on every run."""
+    return [c for c in df.columns if c == "seconds" or str(c).endswith("_seconds")]
 
 
 @dataclass(frozen=True)
@@ -69,33 +85,51 @@ class Context:
     def sweep(self, stage: str, func, configs: Sequence[dict]) -> list[dict]:
         return run_sweep(func, configs, stage=stage, cache=self.cache, runner=self.runner)
 
-    def _record(self, path: Path, configs, results, extra) -> Path:
+    def _write(self, path: Path, data: bytes, configs, results, extra) -> Path:
+        """Write ``data`` to ``path``, then its provenance record (both atomic)."""
+        write_bytes(path, data)
         seeds, checksums = collect_provenance(configs, results)
         rec = provenance.record(
             output=str(path.relative_to(self.results)), profile=self.profile, seeds=seeds,
-            configs=list(configs), checksums=checksums, extra=extra,
+            configs=list(configs), checksums=checksums, extra=extra, output_sha256=provenance.checksum(data),
         )
-        return provenance.write_record(path, rec)
+        provenance.write_record(path, rec)
+        return path
 
     def write_table(self, name: str, df: pd.DataFrame, *, configs, results, extra=None,
                     folder: str = "tables") -> Path:
-        """Write ``results/<folder>/<name>.csv`` and its provenance record."""
-        (self.results / folder).mkdir(parents=True, exist_ok=True)
+        """Write ``results/<folder>/<name>.csv`` and its provenance record.
+
+        In ``tables/`` the timing columns (:func:`timing_columns`) go to
+        ``timings/<name>.csv`` with the table's non-float (identifying) columns, so that
+        the table itself is the same on every run. Benchmark tables keep theirs: timing
+        is what they measure.
+        """
         path = self.results / folder / f"{name}.csv"
-        df.to_csv(path, index=False, float_format="%.6g")
-        self._record(path, configs, results, extra)
-        return path
+        timed = timing_columns(df) if folder == "tables" else []
+        if timed:
+            keys = [c for c in df.columns if c not in timed and not pd.api.types.is_float_dtype(df[c])]
+            timings = df[keys + timed].to_csv(index=False, float_format="%.6g")
+            write_text(self.results / "timings" / f"{name}.csv", timings)
+            df = df.drop(columns=timed)
+        text = df.to_csv(index=False, float_format="%.6g")
+        return self._write(path, text.encode("utf-8"), configs, results, extra)
 
     def save_figure(self, name: str, fig, *, configs, results, extra=None) -> Path:
         """Write ``results/figures/<name>.png`` (and its provenance record); close ``fig``."""
         import matplotlib.pyplot as plt
 
-        self.figure_dir.mkdir(parents=True, exist_ok=True)
-        path = self.figure_dir / f"{name}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
         plt.close(fig)
-        self._record(path, configs, results, extra)
-        return path
+        return self._write(self.figure_dir / f"{name}.png", buf.getvalue(), configs, results, extra)
+
+    def write_text(self, relative: str, text: str, *, configs=None, results=None, extra=None) -> Path:
+        """Write a text output ``results/<relative>`` atomically (with provenance when ``configs`` are given)."""
+        path = self.results / relative
+        if configs is None:
+            return write_text(path, text)
+        return self._write(path, text.encode("utf-8"), configs, results or [], extra)
 
 
 def collect_provenance(configs, results) -> tuple[list[int], dict[str, str]]:
@@ -120,13 +154,13 @@ def rows_frame(results: Sequence[dict]) -> pd.DataFrame:
 def run_figures(figures: Sequence[Figure], ctx: Context, *, log=print, order: Sequence[str] = ()) -> dict[str, dict]:
     """Run each figure; a failing figure is reported and the others still run.
 
-    Captions of this run are merged into ``results/figures/captions.json`` (so running
-    one figure alone keeps the others' captions) and ``results/summary.md`` is rewritten,
-    listing figures in ``order`` (then any others by name).
+    As each figure finishes, its caption is merged into ``results/figures/captions.json``
+    (so running one figure alone keeps the others' captions) and ``results/summary.md``
+    is rewritten, listing figures in ``order`` (then any others by name); see
+    :func:`merge_caption`.
     """
     ctx.figure_dir.mkdir(parents=True, exist_ok=True)
-    captions_path = ctx.figure_dir / "captions.json"
-    captions = json.loads(captions_path.read_text()) if captions_path.exists() else {}
+    order = list(order) or [f.name for f in figures]
     outcome = {}
     for fig in figures:
         start = time.perf_counter()
@@ -141,26 +175,45 @@ def run_figures(figures: Sequence[Figure], ctx: Context, *, log=print, order: Se
             continue
         seconds = time.perf_counter() - start
         entry = {"title": fig.title, "caption": cap.text, "claim": cap.claim, "held": cap.held,
-                 "output": cap.output or f"figures/{fig.name}.png", "profile": ctx.profile,
-                 "seconds": round(seconds, 1)}
-        captions[fig.name] = entry
-        outcome[fig.name] = {"ok": True, **entry}
+                 "output": cap.output or f"figures/{fig.name}.png", "profile": ctx.profile}
+        merge_caption(ctx.results, fig.name, entry, round(seconds, 1), order)
+        outcome[fig.name] = {"ok": True, **entry, "seconds": round(seconds, 1)}
         log(f"[{fig.name}] done in {seconds:.1f} s: {cap.text}")
-    order = list(order) or [f.name for f in figures]
-    captions_path.write_text(json.dumps(captions, indent=2, sort_keys=True) + "\n")
-    write_summary(ctx.results / "summary.md", captions, order)
     return outcome
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def merge_caption(results: Path, name: str, entry: dict, seconds: float, order: Sequence[str]) -> None:
+    """Merge one figure's caption into the shared files of ``results``, under their lock.
+
+    Read-modify-write of ``figures/captions.json``, ``summary.md`` and ``timings.json``
+    happens while holding the lock, so two runs finishing at once both keep their entry.
+    """
+    results = Path(results)
+    captions_path = results / "figures" / "captions.json"
+    timings_path = results / "timings.json"
+    with locked(captions_path):
+        captions = _read_json(captions_path)
+        captions[name] = entry
+        timings = _read_json(timings_path)
+        timings[name] = seconds
+        write_text(captions_path, json.dumps(captions, indent=2, sort_keys=True) + "\n")
+        write_text(timings_path, json.dumps(timings, indent=2, sort_keys=True) + "\n")
+        write_summary(results / "summary.md", captions, order)
 
 
 def write_summary(path: Path, captions: dict, order: Sequence[str]) -> None:
     """A markdown table of every figure with its caption and verdict."""
     verdict = {True: "held", False: "**not held**", None: "-"}
     lines = ["# Results summary", "", "Regenerated by `python -m figures`; do not edit by hand.", "",
-             "| figure | claim | verdict | caption | profile | seconds |", "|---|---|---|---|---|---|"]
+             "| figure | claim | verdict | caption | profile |", "|---|---|---|---|---|"]
     names = [n for n in order if n in captions] + sorted(set(captions) - set(order))
     for name in names:
         c = captions[name]
         caption = c["caption"].replace("|", "\\|")  # a bar inside a cell would split the row
         lines.append(f"| [{name}]({c.get('output', f'figures/{name}.png')}) | {c.get('claim', '')} | "
-                     f"{verdict[c.get('held')]} | {caption} | {c['profile']} | {c['seconds']} |")
-    path.write_text("\n".join(lines) + "\n")
+                     f"{verdict[c.get('held')]} | {caption} | {c['profile']} |")
+    write_text(path, "\n".join(lines) + "\n")

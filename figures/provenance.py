@@ -1,15 +1,29 @@
-"""What every output records: seeds, package versions, Python, data checksums, git commit."""
+"""What every output records: seeds, package versions, Python, data checksums, git commit.
+
+Besides the code (:func:`code_fingerprint`) and package versions, floating-point results
+depend on the numerical kernels: OpenBLAS picks its kernels by CPU ("Haswell",
+"SkylakeX", ...) and a threaded BLAS or torch may sum in another order with another
+thread count. Tables regenerated with the same code and versions can therefore differ
+in the last digits from one machine to another (found: up to 3e-5 relative in
+quantities that are differences of nearly equal numbers, and different rounding-level
+certified gaps such as 6.477e-13 vs 6.480e-13); :func:`environment` records the CPU,
+the BLAS libraries with their kernel architecture and thread counts, and torch's
+thread count, so that such a difference can be traced to its cause.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+
+from figures.files import write_text
 
 
 #: Distributions whose versions change numbers in the results.
@@ -19,7 +33,8 @@ PACKAGES = (
 )
 
 
-def sha256_bytes(data: bytes) -> str:
+def checksum(data: bytes) -> str:
+    """SHA-256 (hex) of ``data``: the checksum of every output file and of the code."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -43,25 +58,55 @@ def git_commit(root: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
+def cpu_model() -> str | None:
+    """The CPU model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def numerical_kernels() -> dict:
+    """BLAS/OpenMP libraries loaded in this process (kernel architecture, version, threads) and torch's threads."""
+    import numpy  # noqa: F401  (loads numpy's BLAS so that threadpoolctl sees it)
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    libs = [{k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "threading_layer")}
+            | {"library": Path(info.get("filepath", "")).name} for info in threadpool_info()]
+    out = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threadpools": libs}
+    if "torch" in sys.modules:  # never import torch just to ask (theory-only runs do not load it)
+        out["torch_threads"] = sys.modules["torch"].get_num_threads()
+    return out
+
+
 def environment() -> dict:
-    """The software environment of this run (same for every output of a run)."""
+    """The software environment of this run (same for every output of a run): the one recorder."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
         "git_commit": git_commit(Path(__file__).resolve().parent.parent),
         "code_fingerprint": code_fingerprint(),
+        "numerics": numerical_kernels(),
     }
 
 
-def record(*, output: str, profile: str, seeds, configs, checksums: dict, extra: dict | None = None) -> dict:
+def record(*, output: str, profile: str, seeds, configs, checksums: dict, extra: dict | None = None,
+           output_sha256: str | None = None) -> dict:
     """The provenance record of one output file.
 
     ``seeds`` are the seeds used, ``configs`` the configurations of the sweep items that
-    produced the output, ``checksums`` maps data names to SHA-256 digests.
+    produced the output, ``checksums`` maps data names to SHA-256 digests, and
+    ``output_sha256`` is the checksum of the output's bytes (a record whose checksum does
+    not match its file belongs to another run).
     """
     return {
         "output": output,
+        "output_sha256": output_sha256,
         "profile": profile,
         "seeds": sorted({int(s) for s in seeds}),
         "configs": configs,
@@ -75,8 +120,7 @@ def record(*, output: str, profile: str, seeds, configs, checksums: dict, extra:
 def write_record(path: Path, rec: dict) -> Path:
     """Write ``rec`` as ``<path>.provenance.json`` next to the output ``path``."""
     target = Path(path).with_name(Path(path).name + ".provenance.json")
-    target.write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
-    return target
+    return write_text(target, json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
 
 
 #: Packages whose source determines the cached results.

@@ -2,73 +2,86 @@
 
 Subcommands live in :data:`SUBCOMMANDS` (name -> (add_arguments, run)); ``claims`` is
 registered when :mod:`theory.claims` provides ``add_arguments`` and ``run``. Exit
-status: 0 success, 2 bad input (one line on stderr), 3 tolerance missed (the result is
-still printed), 1 solver failure.
+status (:mod:`theory.commandline`): 0 success, 2 bad input (one line on stderr), 3
+tolerance missed (the result is still printed), 1 solver failure, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-import numpy as np
-
+from theory.commandline import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_NOT_CONVERGED,
+    EXIT_OK,
+    ArgumentParser,
+    check_number,
+    check_output_path,
+    load_array,
+    parse_vector,
+    print_json,
+    run_main,
+    save_array,
+)
 from theory.errors import InputError, SolverFailedError
-from theory.prior import PriorSet
-from theory.result import OPTIMAL
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_CONVERGED = 0, 1, 2, 3
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_NOT_CONVERGED", "EXIT_OK", "SUBCOMMANDS", "build_parser", "main"]
 
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports usage errors on one line with exit status 2."""
-
-    def error(self, message):
-        raise InputError(message)
-
-
-def _vector(text: str, name: str) -> np.ndarray:
-    try:
-        return np.array([float(v) for v in text.split(",")], dtype=np.float64)
-    except ValueError:
-        raise InputError(f"{name} must be comma-separated numbers, got {text!r}") from None
-
-
-def _load(path: str, name: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {name} file {path!r}: {exc}") from None
+PROG = "python -m theory"
 
 
 def add_solve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domains", required=True, help="D.npy: (p x n) domain distributions")
     parser.add_argument("--experts", required=True, help="P.npy: (p x n) expert distributions")
-    parser.add_argument("--solver", default="dual", choices=("dual", "cvxpy", "fixed-point"))
-    parser.add_argument("--gate", default="full", choices=("full", "constant"), help="gate family")
+    parser.add_argument("--solver", default="dual", choices=("dual", "cvxpy", "fixed-point"),
+                        help="dual: certified dual ascent; cvxpy: Clarabel on the epigraph program; "
+                             "fixed-point: the paper's Algorithm 1 (full family only)")
+    parser.add_argument("--family", default="full", choices=("full", "constant"),
+                        help="gate family: full (any gate in G1) or constant (input-independent weights)")
     parser.add_argument("--partition", help="cells.npy: integer cell of each outcome (gate constant on cells)")
     parser.add_argument("--mixture", help="w1,...,wp: solve the fixed-mixture problem for these weights")
     parser.add_argument("--lambda-lower", help="l1,...,lp: lower bounds of the prior set Lambda")
     parser.add_argument("--lambda-upper", help="u1,...,up: upper bounds of the prior set Lambda")
     parser.add_argument("--tol", type=float, default=1e-9, help="certified gap (nats) to reach")
-    parser.add_argument("--out", help="write the gated model q (n,) to this .npy file")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", help="write the gated model q (n,) as an .npy array to exactly this path")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (NaN and infinities as null, listed under 'nonfinite')")
+
+
+def _solved(solve, solver: str):
+    """Run ``solve()``; a numerical failure inside a solver (not bad input) becomes one line, exit 1.
+
+    Input problems are :class:`InputError` and pass through (exit 2); what else a solver
+    raises on a validated instance (a root finder meeting NaN, an overflow) is a failure
+    of that solver on that instance, reported as such rather than as a traceback.
+    """
+    try:
+        return solve()
+    except InputError:
+        raise
+    except (ArithmeticError, ValueError) as exc:
+        raise SolverFailedError(f"solver {solver} failed on this instance ({type(exc).__name__}: {exc}); "
+                                "another --solver may succeed") from exc
 
 
 def run_solve(args: argparse.Namespace) -> int:
+    check_number(args.tol, "--tol", positive=True)
+    if args.out is not None:
+        check_output_path(args.out)
+    if args.partition is not None and args.family != "full":
+        raise InputError("--partition sets the gate family; it cannot be combined with --family constant")
+    domains, experts = load_array(args.domains, "domains"), load_array(args.experts, "experts")
+    cells = None if args.partition is None else load_array(args.partition, "partition")
+
+    from theory.prior import PriorSet
+    from theory.result import OPTIMAL
     from theory.solve import solve_fixed_mixture, solve_robust
     from theory.validation import as_instance
 
-    D, P = as_instance(_load(args.domains, "domains"), _load(args.experts, "experts"))
+    D, P = as_instance(domains, experts)
     p = D.shape[0]
-    family, cells = args.gate, None
-    if args.partition is not None:
-        if args.gate != "full":
-            raise InputError("--partition sets the gate family; it cannot be combined with --gate constant")
-        family, cells = "partition", _load(args.partition, "partition")
-    if args.tol <= 0:
-        raise InputError(f"--tol must be positive, got {args.tol:g}")
+    family = args.family if cells is None else "partition"
 
     if args.mixture is not None:
         if args.lambda_lower is not None or args.lambda_upper is not None:
@@ -76,23 +89,23 @@ def run_solve(args: argparse.Namespace) -> int:
         fixed_solver = {"dual": "water-fill", "cvxpy": "cvxpy"}.get(args.solver)
         if fixed_solver is None:
             raise InputError(f"--mixture is solved by --solver dual (water-fill) or cvxpy, not {args.solver}")
-        result = solve_fixed_mixture(D, P, _vector(args.mixture, "--mixture"), solver=fixed_solver, family=family, cells=cells)
+        weights = parse_vector(args.mixture, "--mixture")
+        result = _solved(lambda: solve_fixed_mixture(D, P, weights, solver=fixed_solver, family=family, cells=cells),
+                         fixed_solver)
     else:
         prior = None
         if args.lambda_lower is not None or args.lambda_upper is not None:
-            lower = None if args.lambda_lower is None else _vector(args.lambda_lower, "--lambda-lower")
-            upper = None if args.lambda_upper is None else _vector(args.lambda_upper, "--lambda-upper")
+            lower = None if args.lambda_lower is None else parse_vector(args.lambda_lower, "--lambda-lower", allow_inf=True)
+            upper = None if args.lambda_upper is None else parse_vector(args.lambda_upper, "--lambda-upper", allow_inf=True)
             prior = PriorSet(p, lower=lower, upper=upper)
-        result = solve_robust(D, P, solver=args.solver, family=family, cells=cells, prior=prior, tol=args.tol)
+        result = _solved(lambda: solve_robust(D, P, solver=args.solver, family=family, cells=cells, prior=prior,
+                                              tol=args.tol), args.solver)
 
     if args.out is not None:
-        try:
-            np.save(args.out, result.q)
-        except OSError as exc:
-            raise InputError(f"cannot write --out file {args.out!r}: {exc}") from None
+        save_array(args.out, result.q)
     summary = result.summary()
     if args.json:
-        print(json.dumps(summary))
+        print_json(summary)
     else:
         lam = ", ".join(f"{v:.6f}" for v in result.lam)
         print(f"{summary.get('problem', 'robust')} problem, gate family {family}, solver {result.solver}: "
@@ -116,20 +129,18 @@ except (ImportError, AttributeError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="python -m theory", description="Exact solvers for robust modular generative models.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
+    parser = ArgumentParser(prog=PROG, description="Exact solvers for robust modular generative models.")
+    sub = parser.add_subparsers(dest="command", required=True)
     for name, (add_arguments, _) in SUBCOMMANDS.items():
         add_arguments(sub.add_parser(name))
     return parser
 
 
 def main(argv=None) -> int:
-    try:
+    """Parse ``argv`` and run the subcommand under the exit-status contract."""
+
+    def body() -> int:
         args = build_parser().parse_args(argv)
         return SUBCOMMANDS[args.command][1](args)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except SolverFailedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+
+    return run_main(PROG, body)
