@@ -187,7 +187,8 @@ def load_npz(path) -> tuple[list[SampleSet], list[SampleSet] | None]:
     k: ``expert_logp_k``, ``expert_feat_k``, ``expert_weight_k``. Returns the domain
     sets and the expert sets (None when the file holds no expert samples).
     """
-    data = load_archive(path, "data")
+    # Names and checksums written by ``python -m modular cache`` travel as string members.
+    data = load_archive(path, "data", text_members=("expert_names", "domain_names", "expert_sha256", "split"))
     keys = set(data)
 
     def domains_of(prefix: str) -> list[int]:

@@ -186,13 +186,15 @@ def load_array(path, name: str, *, kinds: str = NUMERIC_KINDS) -> np.ndarray:
     return check_dtype(_load_npy(path, name), name, kinds)
 
 
-def load_archive(path, name: str, *, kinds: str = NUMERIC_KINDS) -> dict[str, np.ndarray]:
+def load_archive(path, name: str, *, kinds: str = NUMERIC_KINDS, text_members=()) -> dict[str, np.ndarray]:
     """Read every member of the ``.npz`` archive ``path`` into memory, checked.
 
     Refused with an :class:`InputError`: a missing, unreadable or empty file, a plain
     ``.npy`` file (an array where an archive is expected), a truncated or corrupted
     archive (members are read eagerly so that a bad one fails here, not later), object
-    members, and members whose dtype is not of ``kinds``.
+    members, and members whose dtype is not of ``kinds`` (members named in
+    ``text_members`` may also be unicode strings: names and checksums that travel with
+    the data).
     """
     path = os.fspath(path)
     head = _file_head(path, name)
@@ -206,7 +208,7 @@ def load_archive(path, name: str, *, kinds: str = NUMERIC_KINDS) -> dict[str, np
     try:
         with np.load(path, allow_pickle=False) as npz:
             for key in npz.files:
-                out[key] = check_dtype(npz[key], f"{name} member {key!r}", kinds)
+                out[key] = check_dtype(npz[key], f"{name} member {key!r}", kinds + "U" if key in text_members else kinds)
     except InputError:
         raise
     except (OSError, ValueError, EOFError, TypeError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:

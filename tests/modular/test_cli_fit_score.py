@@ -176,7 +176,7 @@ def test_sequence_gate_vocabulary_covers_expert_samples(capsys, tmp_path):
     assert _strict_json(out)["z_estimator"] == "expert-samples"
 
 
-@pytest.mark.parametrize("ids,message", [(-1, "negative"), (10 ** 9, "renumber")])
+@pytest.mark.parametrize("ids,message", [(-1, "negative"), (10 ** 9, "remap the ids")])
 def test_bad_tabular_ids_exit_2(capsys, tmp_path, ids, message):
     D, P = finite_instance(12, 2, 0)
     path = _write(tmp_path / "d.npz", D, P, m=20)
