@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import torch
 
-from modular.data import check_excess_defined, load_npz
+from modular.data import check_excess_defined, check_ids, load_npz
 from modular.gates import make_gate
 from modular.primal_dual import ADVERSARIES, fit_robust_gate
 from modular.z_estimators import Z_ESTIMATORS, BiasedEstimatorWarning
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _gate_for(kind: str, domains, p: int, seed: int):
+def _gate_for(kind: str, domains, p: int, seed: int, experts=None):
     feats = torch.cat([d.features for d in domains])
     integer = not torch.is_floating_point(feats)
     if kind in ("tabular", "sequence") and not integer:
@@ -95,9 +95,9 @@ def _gate_for(kind: str, domains, p: int, seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if kind == "tabular":
-            return make_gate(kind, p, n_outcomes=int(feats.max()) + 1)
+            return make_gate(kind, p, n_outcomes=check_ids(domains + (experts or []), p))
         if kind == "sequence":
-            return make_gate(kind, p, vocab=int(feats.max()) + 1)
+            return make_gate(kind, p, vocab=check_ids(domains + (experts or []), p))
         flat = feats.reshape(len(feats), -1)
         return make_gate(kind, p, d=flat.shape[1], mean=flat.mean(0), std=flat.std(0))
 
@@ -113,7 +113,7 @@ def run_fit(args) -> dict:
     adversary = args.adversary or ("kl" if args.entropy is not None else "excess")
     if adversary == "excess":
         check_excess_defined(domains)
-    gate = _gate_for(args.gate, domains, p, args.seed)
+    gate = _gate_for(args.gate, domains, p, args.seed, experts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BiasedEstimatorWarning)
         res = fit_robust_gate(
