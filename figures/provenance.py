@@ -123,6 +123,15 @@ def write_record(path: Path, rec: dict) -> Path:
     return write_text(target, json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def matches(path) -> bool:
+    """Whether the output ``path`` and its provenance record belong to the same run (same SHA-256)."""
+    path = Path(path)
+    rec_path = path.with_name(path.name + ".provenance.json")
+    if not path.exists() or not rec_path.exists():
+        return False
+    return json.loads(rec_path.read_text()).get("output_sha256") == checksum(path.read_bytes())
+
+
 #: Packages whose source determines the cached results.
 CODE_PACKAGES = ("theory", "modular", "synthetic")
 

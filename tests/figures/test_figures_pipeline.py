@@ -76,3 +76,124 @@ def test_run_module_collects_outputs_and_reports_failure():
     assert "usage" in out["stdout"] and out["files"] == {}
     with pytest.raises(ExternalCommandError, match="exited with status"):
         run_module({"module": "json.tool", "args": ["no-such-file.json"]})
+
+
+# --------------------------------------------------------------------------- interruption and concurrency
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from figures import provenance  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, time
+    sys.path[:0] = [{root!r}, {here!r}]
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+    import figures.files
+    from figures.cache import ResultCache
+    from figures.pipeline import Caption, Context, Figure, run_figures
+    from figures.sweep import SweepRunner
+
+    results, names, value, kill_at = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3]), sys.argv[4]
+    if kill_at != "none":
+        real_fsync, seen = os.fsync, []
+
+        def fsync_then_die(fd):
+            # The temporary file of the output is written and flushed but not yet renamed.
+            seen.append(fd)
+            if len(seen) == int(kill_at):
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_fsync(fd)
+
+        figures.files.os.fsync = fsync_then_die
+
+    def make(name):
+        def run(ctx):
+            time.sleep(0.05)
+            df = pd.DataFrame({{"x": np.arange(50), "y": value * np.arange(50), "fit_seconds": 0.1}})
+            ctx.write_table(name, df, configs=[{{"seed": 0}}], results=[{{}}])
+            fig, ax = plt.subplots()
+            ax.plot(df.x, df.y)
+            ctx.save_figure(name, fig, configs=[{{"seed": 0}}], results=[{{}}])
+            return Caption(f"{{name}} value {{value}}", True, "claim")
+        return run
+
+    ctx = Context("quick", results, ResultCache(os.path.join(results, "cache")), SweepRunner(progress=False))
+    run_figures([Figure(n, n, make(n)) for n in names], ctx, log=lambda *_: None)
+""")
+
+
+def _run(results, names, value, kill_at="none", wait=True):
+    script = _SCRIPT.format(root=str(ROOT), here=str(Path(__file__).parent))
+    cmd = [sys.executable, "-c", script, str(results), ",".join(names), str(value), str(kill_at)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if wait:
+        proc.wait(timeout=120)
+    return proc
+
+
+def test_killed_mid_write_leaves_old_outputs_consistent(tmp_path):
+    first = _run(tmp_path, ["fig"], 1.0)
+    assert first.returncode == 0, first.stderr.read()
+    old_csv = (tmp_path / "tables" / "fig.csv").read_bytes()
+    old_png = (tmp_path / "figures" / "fig.png").read_bytes()
+    # Writes of a run, in order: timings CSV (1), table (2), its provenance (3), PNG (4), its provenance (5).
+    # A kill at any of them leaves every file whole, old or new, never truncated.
+    for kill_at in (1, 2, 4, 5):
+        killed = _run(tmp_path, ["fig"], 2.0, kill_at=kill_at)
+        assert killed.returncode == -9
+        csv, png = tmp_path / "tables" / "fig.csv", tmp_path / "figures" / "fig.png"
+        assert (csv.read_bytes() == old_csv) == (kill_at <= 2)
+        assert (png.read_bytes() == old_png) == (kill_at <= 4)
+        assert png.read_bytes().startswith(b"\x89PNG") and png.read_bytes().endswith(b"IEND\xaeB`\x82")
+        assert provenance.matches(csv)
+        # Between an output and its record, a kill is detectable: the record's checksum is the old file's.
+        assert provenance.matches(png) == (kill_at != 5)
+    done = _run(tmp_path, ["fig"], 2.0)
+    assert done.returncode == 0
+    for path in (tmp_path / "tables" / "fig.csv", tmp_path / "figures" / "fig.png"):
+        assert provenance.matches(path)
+    assert (tmp_path / "tables" / "fig.csv").read_bytes() != old_csv
+
+
+def test_two_concurrent_runs_keep_every_caption(tmp_path):
+    a = [f"a{i}" for i in range(6)]
+    b = [f"b{i}" for i in range(6)]
+    procs = [_run(tmp_path, a, 1.0, wait=False), _run(tmp_path, b, 2.0, wait=False)]
+    for p in procs:
+        assert p.wait(timeout=180) == 0, p.stderr.read()
+    captions = json.loads((tmp_path / "figures" / "captions.json").read_text())
+    assert set(captions) == set(a + b)
+    summary = (tmp_path / "summary.md").read_text()
+    assert all(f"[{n}]" in summary for n in a + b)
+    assert set(json.loads((tmp_path / "timings.json").read_text())) == set(a + b)
+
+
+def test_tables_are_free_of_timings_and_byte_identical(tmp_path):
+    for _ in range(2):
+        assert _run(tmp_path, ["fig"], 1.0).returncode == 0
+        table = (tmp_path / "tables" / "fig.csv").read_bytes()
+        assert b"fit_seconds" not in table.splitlines()[0]
+    assert _run(tmp_path / "other", ["fig"], 1.0).returncode == 0
+    assert (tmp_path / "other" / "tables" / "fig.csv").read_bytes() == table
+    assert (tmp_path / "other" / "figures" / "captions.json").read_bytes() == \
+        (tmp_path / "figures" / "captions.json").read_bytes()
+    timings = pd.read_csv(tmp_path / "timings" / "fig.csv")
+    assert list(timings.columns) == ["x", "fit_seconds"]
+
+
+def test_cache_served_results_keep_column_order(tmp_path):
+    cache = ResultCache(tmp_path)
+    fresh = {"rows": [{"zeta": 1, "alpha": 2.0, "mid": "m"}], "b_key": 1, "a_key": 2}
+    cache.put("stage", {"seed": 0}, fresh)
+    served = cache.get("stage", {"seed": 0})
+    assert list(served) == list(fresh) and list(served["rows"][0]) == ["zeta", "alpha", "mid"]

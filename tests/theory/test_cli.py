@@ -92,3 +92,105 @@ def test_bad_input_exits_2_with_one_line(files, args, message):
 def test_missing_subcommand_exits_2():
     r = run()
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- the input contract, in-process
+
+def _main(*argv):
+    import contextlib
+    import io
+
+    from theory.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _one_line_exit_2(rc, out, err, message):
+    assert rc == 2 and out == "", err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("how, message", [
+    ("structured", "structured dtype"), ("npz", "is an .npz archive"), ("devnull", "the file is empty"),
+    ("empty", "the file is empty"), ("string", "string dtype"), ("complex", "complex dtype"),
+])
+def test_bad_domain_files_one_line(files, tmp_path, how, message):
+    D = np.load(files / "D.npy")
+    path = tmp_path / "D.npy"
+    if how == "structured":
+        np.save(path, np.zeros(30, dtype=[("a", "f8"), ("b", "i4")]))
+    elif how == "npz":
+        np.savez(path.with_suffix(".npz"), D=D)
+        path = path.with_suffix(".npz")
+    elif how == "devnull":
+        path = "/dev/null"
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "string":
+        np.save(path, D.astype(str))
+    elif how == "complex":
+        np.save(path, D + 1e-3j)  # would silently lose its imaginary part when cast to float
+    _one_line_exit_2(*_main("solve", "--domains", str(path), "--experts", str(files / "P.npy")), message)
+
+
+def test_string_partition_one_line(files, tmp_path):
+    np.save(tmp_path / "cells.npy", np.array(["a"] * 30))
+    _one_line_exit_2(*_main("solve", "--domains", str(files / "D.npy"), "--experts", str(files / "P.npy"),
+                            "--partition", str(tmp_path / "cells.npy")), "string dtype")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lambda-lower", "nan,nan,nan", "NaN"), ("--lambda-upper", "nan,1,1", "NaN"),
+    ("--tol", "inf", "--tol must be a finite number"), ("--tol", "nan", "--tol must be a finite number"),
+    ("--mixture", "inf,0,0", "infinite"), ("--gate", "constant", "unrecognized arguments"),
+])
+def test_bad_options_one_line(files, option, value, message):
+    _one_line_exit_2(*_main("solve", "--domains", str(files / "D.npy"), "--experts", str(files / "P.npy"),
+                            option, value), message)
+
+
+def test_family_option_and_exact_out_path(files, tmp_path):
+    rc, out, err = _main("solve", "--domains", str(files / "D.npy"), "--experts", str(files / "P.npy"),
+                         "--family", "constant", "--json", "--out", str(tmp_path / "q"))
+    assert rc == 0, err
+    assert json.loads(out)["family"] == "constant"
+    assert np.load(tmp_path / "q").shape == (30,) and not (tmp_path / "q.npy").exists()
+
+
+def test_out_write_errors_exit_2_before_solving(files, tmp_path):
+    base = ("solve", "--domains", str(files / "D.npy"), "--experts", str(files / "P.npy"))
+    _one_line_exit_2(*_main(*base, "--out", "/dev/full"), "No space left on device")
+    _one_line_exit_2(*_main(*base, "--out", str(tmp_path / "no" / "q.npy")), "does not exist")
+
+
+def test_json_nan_becomes_null_with_a_note(files, monkeypatch):
+    """A non-finite number in the result is printed as null with the reason, never as NaN."""
+    import theory.solve
+
+    real = theory.solve.solve_robust
+
+    def with_infinite_upper(*args, **kwargs):
+        res = real(*args, **kwargs)
+        return dataclasses.replace(res, upper=float("inf"), gap=float("nan"))
+
+    import dataclasses
+
+    monkeypatch.setattr(theory.solve, "solve_robust", with_infinite_upper)
+    rc, out, err = _main("solve", "--domains", str(files / "D.npy"), "--experts", str(files / "P.npy"), "--json")
+    res = json.loads(out, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
+    assert res["upper"] is None and res["gap"] is None
+    assert res["nonfinite"] == {"gap": "nan", "upper": "inf"} and "nonfinite_note" in res
+
+
+def test_solver_internal_failure_is_one_line(tmp_path):
+    """The fixed-point solver on a subnormal instance: its root finder meets NaN (exit 1, one line)."""
+    np.save(tmp_path / "D.npy", np.array([[1, 5e-324, 0], [.3, .3, .4]]))
+    np.save(tmp_path / "P.npy", np.array([[1, 5e-324, 0], [0, 5e-324, 1]]))
+    rc, out, err = _main("solve", "--domains", str(tmp_path / "D.npy"), "--experts", str(tmp_path / "P.npy"),
+                         "--solver", "fixed-point")
+    assert rc in (0, 1, 3) and "Traceback" not in err
+    if rc == 1:
+        assert out == "" and len(err.strip().splitlines()) == 1 and "solver fixed-point failed" in err
