@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import torch
 
-from modular.data import load_npz
+from modular.data import check_excess_defined, load_npz
 from modular.gate_io import load_gate, save_gate
 from modular.gates import make_gate
 from modular.primal_dual import (
@@ -81,7 +81,11 @@ def _positive(kind=float, *, zero: bool = False, below_one: bool = False):
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr and exit status 2 (no usage dump)."""
+    """Usage errors as one line on stderr and exit status 2 (no usage dump); defaults shown in --help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"error: {message}\n")
@@ -250,6 +254,8 @@ def run_fit(args) -> tuple[dict, int]:
         raise InputError(f"--entropy has {len(args.entropy)} values for p={p} domains")
     prior = _prior(args, p)
     adversary = args.adversary or ("kl" if args.entropy is not None else "excess")
+    if adversary == "excess":
+        check_excess_defined(domains)
     gate = _gate_for(args.gate, domains, experts, p, args.seed)
     train_d, train_e, held_d, held_e = domains, experts, None, None
     if args.holdout:
@@ -305,10 +311,13 @@ def run_fit(args) -> tuple[dict, int]:
         out["report"] = write_report(args.report, res)
     if args.out:
         full = dict(out, history={k: _finite_or_none(np.asarray(v).tolist()) for k, v in res.history.items()})
-        with open(args.out, "w") as fh:
-            json.dump(full, fh, indent=1, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(args.out, "w") as fh:
+                json.dump(full, fh, indent=1, allow_nan=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # e.g. a full disk: name the path, in one line
+            raise InputError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
     return out, 0 if res.status == CONVERGED else EXIT_NOT_CONVERGED
 
 
