@@ -468,6 +468,21 @@ def _load_checkpoint(path: str, dev, config: dict, budget: int) -> dict:
     return state
 
 
+
+def check_fit_inputs(domains, expert_samples, z_estimator) -> tuple[int, str]:
+    """Check the sample sets and the Z estimator of a fit; returns p and the estimator to use.
+
+    The default estimator is the unbiased ``"expert-samples"`` when expert samples are
+    given, else the (biased, warned) ``"data-shortcut"``.
+    """
+    p = check_sets(domains, "domains")
+    if expert_samples is not None:
+        check_sets(expert_samples, "expert samples", p)
+    if z_estimator is None:
+        z_estimator = "expert-samples" if expert_samples is not None else "data-shortcut"
+    check_estimator(z_estimator, expert_samples is not None)
+    return p, z_estimator
+
 def fit_robust_gate(
     gate: nn.Module,
     domains: list[SampleSet],
@@ -581,12 +596,7 @@ def fit_robust_gate(
     -------
     RobustGateResult
     """
-    p = check_sets(domains, "domains")
-    if expert_samples is not None:
-        check_sets(expert_samples, "expert samples", p)
-    if z_estimator is None:
-        z_estimator = "expert-samples" if expert_samples is not None else "data-shortcut"
-    check_estimator(z_estimator, expert_samples is not None)
+    p, z_estimator = check_fit_inputs(domains, expert_samples, z_estimator)
     ent = _check_options(adversary, entropies, lam_iterate, gate_iterate, lr_schedule, p)
     if prior is not None and lam_bounds is not None:
         raise InvalidOptionError("give lambda bounds either as prior or as lam_bounds, not both")

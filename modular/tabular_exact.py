@@ -33,10 +33,11 @@ from modular.primal_dual import (
     TOL_Z,
     RobustGateResult,
     as_prior,
+    check_fit_inputs,
     data_fingerprint,
     residuals,
 )
-from modular.z_estimators import UNBIASED, check_estimator
+from modular.z_estimators import UNBIASED
 from theory import solve_robust
 from theory.divergences import entropy
 from theory.errors import InputError, InvalidOptionError
@@ -118,12 +119,7 @@ def solve_tabular_exact(domains: list[SampleSet], expert_samples: list[SampleSet
     if adversary != "kl":
         raise InvalidOptionError(f"the exact tabular solver solves the KL game; adversary {adversary!r} is not "
                                  "one of theory's finite problems (use the stochastic solver)")
-    p = check_sets(domains, "domains")
-    if expert_samples is not None:
-        check_sets(expert_samples, "expert samples", p)
-    if z_estimator is None:
-        z_estimator = "expert-samples" if expert_samples is not None else "data-shortcut"
-    check_estimator(z_estimator, expert_samples is not None)
+    p, z_estimator = check_fit_inputs(domains, expert_samples, z_estimator)
     prior = as_prior(prior, p)
     t0 = time.perf_counter()
     Dhat, P, rest, seen = empirical_instance(domains, expert_samples, n_outcomes)
