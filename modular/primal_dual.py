@@ -66,6 +66,7 @@ from tqdm.auto import tqdm
 
 from modular.data import SampleSet, check_sets
 from modular.device import resolve_device
+from modular.gates import mixture_log_prob
 from modular.z_estimators import UNBIASED, check_estimator, combine, z_terms
 from theory.errors import InputError, InvalidOptionError, ShapeMismatchError
 from theory.prior import PriorSet
@@ -706,7 +707,7 @@ def fit_robust_gate(
             idx = batches.draw(generator)
             logp = batches.logp[idx]
             log_gate = torch.log_softmax(gate(batches.features[idx]), dim=1)
-            log_pg = torch.logsumexp(log_gate + logp, dim=1)
+            log_pg = mixture_log_prob(log_gate, logp)
             if use_experts:
                 rows = slice(n_dom_rows, None)
                 terms = z_terms(z_estimator, log_gate[rows], logp[rows], batches.set_ids[rows] - p)
@@ -853,7 +854,7 @@ def evaluate_nll(gate: nn.Module, domains: list[SampleSet], *, chunk: int = 6553
     """``NLL_k = E_{x ~ D_k}[-log pi_g(x)]`` over all samples of each domain (weighted)."""
     dev, dtype = _gate_device(gate)
     return np.array([
-        _set_mean(gate, d, lambda lg, lp: -torch.logsumexp(lg + lp, dim=1), dev, dtype, chunk) for d in domains
+        _set_mean(gate, d, lambda lg, lp: -mixture_log_prob(lg, lp), dev, dtype, chunk) for d in domains
     ])
 
 
