@@ -882,7 +882,7 @@ def split_holdout(sets: list[SampleSet] | None, fraction: float, seed: int):
     fraction = float(fraction)
     if not (0 < fraction < 1):
         raise InvalidOptionError(f"holdout fraction must be in (0, 1), got {fraction!r}")
-    g = torch.Generator().manual_seed(int(seed) + 7919)
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 7919]).generate_state(1)[0]))  # own stream
     train, held = [], []
     for s in sets:
         if s.m < 2:

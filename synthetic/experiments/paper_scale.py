@@ -32,13 +32,13 @@ from scipy.optimize import minimize_scalar
 from modular import fit_robust_gate, gated_log_prob, make_gate, sample_set
 from synthetic.baselines import ngram_on_weights, train_doremi, train_group_dro, train_on_weights
 from synthetic.conflict_exact import ConflictCounts, ngram_cross_entropy
-from synthetic.experiments.common import sha256_array, single_thread_torch
+from synthetic.experiments.common import seed_streams, sha256_array, single_thread_torch
 from synthetic.experiments.lambda_sweep import task_domains
 from synthetic.experiments.real_text import sample_windows
 from synthetic.finite import finite_instance
 from synthetic.mc_kl import DomainKL, domain_kl, exact_domain_kl
 from synthetic.models import TorchSequenceModel
-from theory import entropy, kl, solve_robust
+from theory import entropy, gated_model, kl, solve_robust
 
 GATE = "learned gate"
 STATIC = "best static gate"
@@ -73,7 +73,8 @@ def fit_gate(experts, dom_samples, config: dict, entropies, seed: int):
 
     Returns the fit's result and the expert samples (for provenance).
     """
-    exp_samples = [sample_windows(e, config["gate_m"], config["T"], seed + 200 + k) for k, e in enumerate(experts)]
+    (sample_seeds,) = seed_streams(seed, len(experts), key=200)
+    exp_samples = [sample_windows(e, config["gate_m"], config["T"], s) for e, s in zip(experts, sample_seeds)]
     dom_sets = [sample_set(_expert_logp(experts, x), x, name=f"domain {k}") for k, x in enumerate(dom_samples)]
     exp_sets = [sample_set(_expert_logp(experts, x), x, name=f"expert {k}") for k, x in enumerate(exp_samples)]
     torch.manual_seed(seed)
@@ -86,7 +87,7 @@ def gate_z(gate, experts, config: dict, seed: int) -> tuple[float, float]:
     """``Z = sum_k E_{x ~ pi_k}[g(x, k)]`` on fresh expert samples, and its standard error."""
     z, var = 0.0, 0.0
     for k, e in enumerate(experts):
-        x = sample_windows(e, config["mc"], config["T"], seed + 300 + k)
+        x = sample_windows(e, config["mc"], config["T"], seed_streams(seed, len(experts), key=300)[0][k])
         g = np.exp(gate_log_weights(gate, x)[:, k])
         z += g.mean()
         var += g.var(ddof=1) / g.size
@@ -127,19 +128,20 @@ def _paper_scale(config: dict) -> dict:
     A, B = task_domains(config)
     counts = ConflictCounts(V, T, config["noise"], config.get("contamination", 0.0))
     entropies = np.array([counts.entropy(e) for e in np.eye(2)])
-    data = [A.sample(config["m"], seed), B.sample(config["m"], seed + 1)]
+    data_seeds, expert_seeds, gate_seeds, test_seeds = seed_streams(seed, 2, 2, 2, 2)
+    data = [A.sample(config["m"], data_seeds[0]), B.sample(config["m"], data_seeds[1])]
     fit = {"steps": config["steps"], "lr": config["lr"]}
     common = {"V": V, "T": T, "seed": seed}
 
     t0 = time.perf_counter()
-    experts = [TorchSequenceModel(V, T, config["expert_width"], seed=seed + k, name=f"expert {'AB'[k]}")
+    experts = [TorchSequenceModel(V, T, config["expert_width"], seed=expert_seeds[k], name=f"expert {'AB'[k]}")
                .fit([d], steps=config["expert_steps"], lr=config["lr"]) for k, d in enumerate(data)]
     clock["experts"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     # The gate sees fresh samples: on the experts' own training sequences their log-probabilities
     # are optimistic (overfitting), and the gate would learn that bias.
-    gate_data = [A.sample(config["gate_m"], seed + 500), B.sample(config["gate_m"], seed + 501)]
+    gate_data = [A.sample(config["gate_m"], gate_seeds[0]), B.sample(config["gate_m"], gate_seeds[1])]
     res, exp_samples = fit_gate(experts, gate_data, config, entropies, seed)
     clock["gate_fit"] = time.perf_counter() - t0
 
@@ -158,7 +160,7 @@ def _paper_scale(config: dict) -> dict:
     clock["monolithic"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    test = [A.sample(config["mc"], seed + 1000), B.sample(config["mc"], seed + 1001)]
+    test = [A.sample(config["mc"], test_seeds[0]), B.sample(config["mc"], test_seeds[1])]
     log_d = [counts.log_prob(x)[k] for k, x in enumerate(test)]
     test_experts = [_expert_logp(experts, x) for x in test]
     scores: dict[str, tuple[DomainKL, int, int]] = {}  # name -> (KL, trainable, frozen parameters)
@@ -230,17 +232,18 @@ def small_v_reference(config: dict) -> dict:
     with single_thread_torch():
         V, T, seed = config["V"], config["T"], config["seed"]
         A, B = task_domains(config)
-        data = [A.sample(config["m"], seed), B.sample(config["m"], seed + 1)]
-        experts = [TorchSequenceModel(V, T, config["expert_width"], seed=seed + k, name=f"expert {'AB'[k]}")
+        data_seeds, expert_seeds, gate_seeds, _ = seed_streams(seed, 2, 2, 2, 2)
+        data = [A.sample(config["m"], data_seeds[0]), B.sample(config["m"], data_seeds[1])]
+        experts = [TorchSequenceModel(V, T, config["expert_width"], seed=expert_seeds[k], name=f"expert {'AB'[k]}")
                    .fit([d], steps=config["expert_steps"], lr=config["lr"]) for k, d in enumerate(data)]
         D, P, outcomes = finite_instance([A, B], experts)
         robust = solve_robust(D, P, tol=1e-9)
         static = solve_robust(D, P, family="constant", tol=1e-9)
 
-        gate_data = [A.sample(config["gate_m"], seed + 500), B.sample(config["gate_m"], seed + 501)]
+        gate_data = [A.sample(config["gate_m"], gate_seeds[0]), B.sample(config["gate_m"], gate_seeds[1])]
         res, _ = fit_gate(experts, gate_data, config, entropy(D), seed)
         g = np.exp(gate_log_weights(res.gate, outcomes))
-        q = np.einsum("nk,kn->n", g, P)
+        q = gated_model(g, P)
         learned = float(kl(D, q / q.sum()).max())
     return {"summary": {"V": V, "T": T, "contamination": config.get("contamination", 0.0), "seed": seed,
                         "robust_value": robust.value, "static_value": static.value, "learned_value": learned,
