@@ -24,6 +24,21 @@ def monolithic(width: int) -> str:
     return f"monolithic w{width} (even)"
 
 
+def oracle(width: int) -> str:
+    """The Oracle of width ``width``: one monolithic model retrained on each test mixture."""
+    return f"{ORACLE} w{width}"
+
+
+def group_dro(width: int) -> str:
+    """Group DRO with a monolithic model of width ``width``."""
+    return f"{GROUP_DRO} w{width}"
+
+
+def doremi(width: int) -> str:
+    """DoReMi-weighted monolithic model of width ``width``."""
+    return f"{DOREMI} w{width}"
+
+
 def monolithic_ngram(order: int) -> str:
     """A monolithic order-``order`` n-gram fitted on the pooled domains at even weights."""
     return f"monolithic {order}-gram"

@@ -33,6 +33,8 @@ from modular import fit_robust_gate, gated_log_prob, make_gate, sample_set
 from synthetic.baselines import ngram_on_weights, train_doremi, train_group_dro, train_on_weights
 from synthetic.conflict_exact import ConflictCounts, ngram_cross_entropy
 from synthetic.experiments.common import seed_streams, sha256_array, single_thread_torch
+from synthetic.experiments.labels import doremi as doremi_label
+from synthetic.experiments.labels import STATIC, expert_alone, group_dro, monolithic, oracle
 from synthetic.experiments.lambda_sweep import task_domains
 from synthetic.experiments.real_text import sample_windows
 from synthetic.finite import finite_instance
@@ -41,8 +43,8 @@ from synthetic.models import TorchSequenceModel
 from theory import entropy, gated_model, kl, solve_robust
 
 GATE = "learned gate"
-STATIC = "best static gate"
-ORACLE = "Oracle"
+#: The exactly scored bigram fitted on the pooled data at even weights.
+BIGRAM_EVEN = "bigram (even)"
 
 
 def _gate_options(config: dict) -> dict:
@@ -149,10 +151,10 @@ def _paper_scale(config: dict) -> dict:
     w16, w20 = config["mono_width"], config["large_width"]
     doremi, doremi_lam = train_doremi(data, experts, width=w16, **common, **fit)
     models = {
-        f"monolithic w{w16} (even)": train_on_weights(data, [0.5, 0.5], width=w16, **common, **fit),
-        f"monolithic w{w20} (even)": train_on_weights(data, [0.5, 0.5], width=w20, **common, **fit),
-        f"Group DRO w{w16}": train_group_dro(data, width=w16, **common, **fit),
-        f"DoReMi w{w16}": doremi,
+        monolithic(w16): train_on_weights(data, [0.5, 0.5], width=w16, **common, **fit),
+        monolithic(w20): train_on_weights(data, [0.5, 0.5], width=w20, **common, **fit),
+        group_dro(w16): train_group_dro(data, width=w16, **common, **fit),
+        doremi_label(w16): doremi,
     }
     to = np.linspace(0.0, 1.0, config["oracle_points"])
     oracles = [(width, a, train_on_weights(data, [a, 1 - a], width=width, **common, **fit))
@@ -177,11 +179,11 @@ def _paper_scale(config: dict) -> dict:
     lw = np.log([w_static, 1 - w_static])
     static_q = [np.logaddexp(lw[0] + e[:, 0], lw[1] + e[:, 1]) for e in test_experts]
     scores[STATIC] = (domain_kl(log_d, static_q), 1, frozen)
-    for k, name in enumerate(("expert A alone", "expert B alone")):
+    for k, name in enumerate((expert_alone("A"), expert_alone("B"))):
         scores[name] = (domain_kl(log_d, [e[:, k] for e in test_experts]), experts[k].n_parameters, 0)
     bigram = ngram_on_weights(data, [0.5, 0.5], V=V, order=2, T=T)
     domains = [A, B]
-    scores["bigram (even)"] = (exact_domain_kl([ngram_cross_entropy(d, bigram) - h for d, h in zip(domains, entropies)]),
+    scores[BIGRAM_EVEN] = (exact_domain_kl([ngram_cross_entropy(d, bigram) - h for d, h in zip(domains, entropies)]),
                                V * (V + 1), 0)
     clock["scoring"] = time.perf_counter() - t0
 
@@ -199,7 +201,7 @@ def _paper_scale(config: dict) -> dict:
     for width, a, model in oracles:
         score = domain_kl(log_d, [model.log_prob(x) for x in test])
         value, se = score.at([[a, 1 - a]], [counts.jsd([a, 1 - a])])
-        rows.append({**base, "model": f"{ORACLE} w{width}", "lam0": float(a), "test_kl": float(value[0]),
+        rows.append({**base, "model": oracle(width), "lam0": float(a), "test_kl": float(value[0]),
                      "se": float(se[0]), "exact": False, "trainable": model.n_parameters, "frozen": 0,
                      "parameters": model.n_parameters})
     h = res.history
@@ -209,7 +211,7 @@ def _paper_scale(config: dict) -> dict:
                "gate_z_check": res.z_check, "gate_mu": res.mu, "gate_z_test": z, "gate_z_test_se": z_se,
                "gate_fit_seconds": res.seconds, "static_weight_A": w_static,
                "doremi_weight_A": float(np.asarray(doremi_lam)[0]), "expert_kl_own": [
-                   float(scores["expert A alone"][0].kl[0]), float(scores["expert B alone"][0].kl[1])],
+                   float(scores[expert_alone("A")][0].kl[0]), float(scores[expert_alone("B")][0].kl[1])],
                "entropy": entropies.tolist(), "mc": config["mc"], "seconds": clock}
     checksums = {f"paper_scale/T{T}/c{base['contamination']}/s{seed}/train_{k}": sha256_array(d)
                  for k, d in enumerate(data)}
