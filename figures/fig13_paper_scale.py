@@ -7,7 +7,7 @@ import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
 from figures.plotting import LAMBDA_A, MODEL_STYLES, STEP, legend, model_styles, panel_grid
-from synthetic.experiments.labels import ROBUST, STATIC, expert_alone, monolithic, oracle
+from synthetic.experiments.labels import ORACLE, ROBUST, STATIC, expert_alone, monolithic, sized
 from synthetic.experiments.paper_scale import GATE, paper_scale, small_v_reference
 
 _FIT = {"gate_schedule": "constant", "lam_lr": 0.1, "mu_lr": 0.05, "penalty": 1.0, "z_decay": 0.9, "log_every": 10,
@@ -47,7 +47,7 @@ def fixed_models(cfg: dict) -> list[str]:
 
 def oracles(cfg: dict) -> list[str]:
     """The Oracles (one model retrained per test mixture), same size first, then the larger."""
-    return [oracle(cfg["mono_width"]), oracle(cfg["large_width"])]
+    return [sized(ORACLE, cfg["mono_width"]), sized(ORACLE, cfg["large_width"])]
 
 
 EXPERTS_ALONE = (expert_alone("A"), expert_alone("B"))

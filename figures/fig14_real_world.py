@@ -110,7 +110,7 @@ def draw(df: pd.DataFrame, sweep: pd.DataFrame, t2: pd.DataFrame, genres, cfg: d
     colours = np.where(win, "tab:green", "tab:red")
     bx.bar(np.arange(len(margin)), margin.to_numpy(), yerr=spread, capsize=2, color=colours,
            error_kw={"ecolor": "0.3"})
-    bx.axhline(0, color="black", lw=0.8)
+    zero = bx.axhline(0, color="black", lw=0.8, label="no difference")
     names = mixture_names(rw.test_mixtures(len(genres)), genres)
     bx.set_xticks(np.arange(len(margin)))
     bx.set_xticklabels([names[m] for m in margin.index], fontsize=6, rotation=40, ha="right",
@@ -118,7 +118,8 @@ def draw(df: pd.DataFrame, sweep: pd.DataFrame, t2: pd.DataFrame, genres, cfg: d
     bx.set_xlabel("test mixture of the genres")
     bx.set_ylabel("NLL(monolithic, even) - NLL(robust gate) (nats per byte)")
     bx.set_title(f"$T = {cfg['T']}$: margin of the robust gate (> 0: the gate wins)")
-    handles = [Patch(color="tab:green", label="robust gate better"), Patch(color="tab:red", label="monolithic better")]
+    handles = [Patch(color="tab:green", label="robust gate better"), Patch(color="tab:red", label="monolithic better"),
+               zero]
     legend(bx, handles=handles)
     fig.tight_layout()
     return fig, margin

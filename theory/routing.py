@@ -258,10 +258,8 @@ def optimal_router(tokens, token_logp, log_target, *, start=None, tol: float = 1
 
     Parameters
     ----------
-    tokens : (S x T) int array
-        All sequences of the space (each once).
-    token_logp : (S x T x p) array
-        ``log pi_k(x_t | x_<t)``.
+    tokens, token_logp
+        As for :func:`bayes_router`.
     log_target : (S,) array
         ``log q(x)`` up to a constant (e.g. the gated model ``log pi_g(x)``; ``-inf``
         allowed).

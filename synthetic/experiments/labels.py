@@ -24,19 +24,12 @@ def monolithic(width: int) -> str:
     return f"monolithic w{width} (even)"
 
 
-def oracle(width: int) -> str:
-    """The Oracle of width ``width``: one monolithic model retrained on each test mixture."""
-    return f"{ORACLE} w{width}"
+def sized(model: str, width: int) -> str:
+    """``model`` (e.g. :data:`ORACLE`, :data:`GROUP_DRO`, :data:`DOREMI`) with a monolithic model of width ``width``.
 
-
-def group_dro(width: int) -> str:
-    """Group DRO with a monolithic model of width ``width``."""
-    return f"{GROUP_DRO} w{width}"
-
-
-def doremi(width: int) -> str:
-    """DoReMi-weighted monolithic model of width ``width``."""
-    return f"{DOREMI} w{width}"
+    For the Oracle: one such model retrained on each test mixture.
+    """
+    return f"{model} w{width}"
 
 
 def monolithic_ngram(order: int) -> str:

@@ -33,8 +33,7 @@ from modular import fit_robust_gate, gated_log_prob, make_gate, sample_set
 from synthetic.baselines import ngram_on_weights, train_doremi, train_group_dro, train_on_weights
 from synthetic.conflict_exact import ConflictCounts, ngram_cross_entropy
 from synthetic.experiments.common import seed_streams, sha256_array, single_thread_torch
-from synthetic.experiments.labels import doremi as doremi_label
-from synthetic.experiments.labels import STATIC, expert_alone, group_dro, monolithic, oracle
+from synthetic.experiments.labels import DOREMI, GROUP_DRO, ORACLE, STATIC, expert_alone, monolithic, sized
 from synthetic.experiments.lambda_sweep import task_domains
 from synthetic.experiments.real_text import sample_windows
 from synthetic.finite import finite_instance
@@ -153,8 +152,8 @@ def _paper_scale(config: dict) -> dict:
     models = {
         monolithic(w16): train_on_weights(data, [0.5, 0.5], width=w16, **common, **fit),
         monolithic(w20): train_on_weights(data, [0.5, 0.5], width=w20, **common, **fit),
-        group_dro(w16): train_group_dro(data, width=w16, **common, **fit),
-        doremi_label(w16): doremi,
+        sized(GROUP_DRO, w16): train_group_dro(data, width=w16, **common, **fit),
+        sized(DOREMI, w16): doremi,
     }
     to = np.linspace(0.0, 1.0, config["oracle_points"])
     oracles = [(width, a, train_on_weights(data, [a, 1 - a], width=width, **common, **fit))
@@ -201,7 +200,7 @@ def _paper_scale(config: dict) -> dict:
     for width, a, model in oracles:
         score = domain_kl(log_d, [model.log_prob(x) for x in test])
         value, se = score.at([[a, 1 - a]], [counts.jsd([a, 1 - a])])
-        rows.append({**base, "model": oracle(width), "lam0": float(a), "test_kl": float(value[0]),
+        rows.append({**base, "model": sized(ORACLE, width), "lam0": float(a), "test_kl": float(value[0]),
                      "se": float(se[0]), "exact": False, "trainable": model.n_parameters, "frozen": 0,
                      "parameters": model.n_parameters})
     h = res.history

@@ -67,7 +67,10 @@ def test_paper_scale_statements_read_the_rows_of_the_configured_widths():
     """The fixed models and Oracles are the rows of mono_width and large_width, by name: a model
     of another width (whose label shares the prefix) does not enter the statements."""
     from figures.fig13_paper_scale import GATE, fixed_models, oracles, statements
-    from synthetic.experiments.labels import oracle
+    from synthetic.experiments.labels import sized
+
+    def oracle(width):
+        return sized(ORACLE, width)
 
     lams = np.linspace(0.0, 1.0, 5)
     curve = 1 + np.abs(2 * lams - 1)
