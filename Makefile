@@ -62,7 +62,7 @@ benchmark: $(STAMP)
 	$(BIN)/python -m benchmarks.synthetic_throughput --threads 1 --out results/benchmarks/full/synthetic_throughput.csv
 
 claims: $(STAMP)
-	$(BIN)/python -m theory claims --out results/claims_thorough.md
+	$(BIN)/python -m theory claims --out results/claims_full.md
 
 clean:
 	rm -rf $(VENV) results/cache

@@ -31,7 +31,7 @@ def run(ctx: Context) -> Caption:
                         label=f"{pair}: range over seeds")
     ax.axhline(0, color="k", lw=0.8, label="orthogonal gradients")
     ax.set_xlabel("training step")
-    ax.set_ylabel("cos(grad L_A, grad L_B)")
+    ax.set_ylabel(r"$\cos(\nabla_\theta L_A, \nabla_\theta L_B)$")
     ax.set_title("per-domain gradients of the monolithic model (band: seeds)")
     ax.legend()
     ctx.save_figure("gradient_conflict", fig, configs=cfgs, results=results)

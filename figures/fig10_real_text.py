@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from figures.pipeline import Caption, Context, rows_frame
-from figures.plotting import error_bar_note, model_styles, panels
+from figures.plotting import error_bar_note, mixture_names, model_styles, panels
 from figures.settings import sweep_configs
 from synthetic.experiments.common import lam_label
 from synthetic.experiments.labels import ROBUST, UNIFORM_STATIC, expert, monolithic_ngram
@@ -44,7 +44,7 @@ def run(ctx: Context) -> Caption:
 
     mixtures = list(dict.fromkeys(table.mixture))
     models = list(dict.fromkeys(table.model))
-    names = mixture_names()
+    names = mixture_names(MIXTURES, DOMAINS)
     styles = model_styles(models)
     n_seeds = len(cfgs)
     fig, (ax, ax_worst) = panels(2, width=6.0, height=4.2)
@@ -54,7 +54,7 @@ def run(ctx: Context) -> Caption:
     for i, model in enumerate(models):
         d = table[table.model == model].set_index("mixture").loc[mixtures]
         ax.bar(x + i * width, d["mean"], width, yerr=d["std"] if n_seeds > 1 else None, label=model, capsize=2,
-               color=styles[model]["color"])
+               color=styles[model]["color"], error_kw={"ecolor": "0.45"})
     ax.set_xticks(x + 0.4 - width / 2)
     ax.set_xticklabels([names[m] for m in mixtures], fontsize=7)
     ax.set_xlabel(f"test mixture of the domains ({', '.join(DOMAINS)})")
@@ -63,7 +63,7 @@ def run(ctx: Context) -> Caption:
     ax.set_title("NLL on each test mixture")
     worst = df.groupby(["model", "seed"]).nll_per_byte.max().groupby("model").agg(["mean", "std"]).loc[models]
     ax_worst.barh(np.arange(len(models)), worst["mean"], xerr=worst["std"] if n_seeds > 1 else None, capsize=2,
-                  color=[styles[m]["color"] for m in models])
+                  color=[styles[m]["color"] for m in models], error_kw={"ecolor": "0.45"})
     ax_worst.set_yticks(np.arange(len(models)))
     ax_worst.set_yticklabels(models, fontsize=8)
     ax_worst.invert_yaxis()
@@ -103,14 +103,3 @@ def worst_excess(df: pd.DataFrame) -> pd.Series:
         rows.append(d.assign(excess=d.nll_per_byte.to_numpy() - own.loc[d.seed].to_numpy()))
     ex = pd.concat(rows)
     return ex.groupby(["model", "seed"]).excess.max().groupby("model").mean()
-
-
-def mixture_names() -> dict[str, str]:
-    """Tick label of each test mixture, keyed by the table's ``mixture`` column (:func:`lam_label`)."""
-    out = {}
-    for lam in MIXTURES:
-        lam = np.asarray(lam, dtype=np.float64)
-        used = [(w, d) for w, d in zip(lam, DOMAINS) if w > 0]
-        name = f"{used[0][1]} only" if len(used) == 1 else "\n".join(f"{w:.0%} {d}" for w, d in used)
-        out[lam_label(lam)] = name
-    return out

@@ -28,7 +28,7 @@ def run(ctx: Context) -> Caption:
     counts = Counter(c["verdict"] for c in claims)
     # identities hold by construction: neither support nor a finding
     findings = [f"{c['id']} ({c['verdict']})" for c in claims if c["verdict"] not in ("holds", "identity")]
-    text = (f"Claims audit ({'quick' if ctx.profile == 'quick' else 'thorough'}): {len(claims)} claims, "
+    text = (f"Claims audit ({'quick' if ctx.profile == 'quick' else 'full'}): {len(claims)} claims, "
             + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
             + (f"; findings: {', '.join(findings)}" if findings else "; every claim held")
             + "; details in results/claims.md")

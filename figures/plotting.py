@@ -8,6 +8,7 @@ has a legend entry.
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -77,8 +78,30 @@ def legend(ax, **kwargs):
     return ax.legend(**kwargs)
 
 
-def error_bar_note(n_seeds: int) -> str:
-    """Caption sentence that says what the error bars of a figure are."""
-    if n_seeds < 2:
-        return "one seed, so no error bars"
-    return f"error bars: +- one standard deviation over {n_seeds} seeds"
+def mixture_names(mixtures, domains) -> dict[str, str]:
+    """Tick label of each test mixture, keyed by the tables' ``mixture`` column (``lam_label``).
+
+    ``docs only`` for a vertex, ``even mixture`` for equal weights on every domain, and
+    otherwise one line ``w% domain`` per domain in the mixture.
+    """
+    from synthetic.experiments.common import lam_label
+
+    out = {}
+    for lam in mixtures:
+        lam = np.asarray(lam, dtype=np.float64)
+        used = [(w, d) for w, d in zip(lam, domains) if w > 0]
+        if len(used) == 1:
+            name = f"{used[0][1]} only"
+        elif len(used) == len(domains) and np.allclose(lam, lam[0]):
+            name = "even mixture"
+        else:
+            name = "\n".join(f"{w:.0%} {d}" for w, d in used)
+        out[lam_label(lam)] = name
+    return out
+
+
+def error_bar_note(n_runs: int, what: str = "seeds") -> str:
+    """Caption sentence that says what the error bars of a figure are (``what``: the runs they vary over)."""
+    if n_runs < 2:
+        return "one seed, so no error bars" if what == "seeds" else f"one run ({what}), so no error bars"
+    return f"error bars: +- one standard deviation over {n_runs} {what}"

@@ -13,17 +13,12 @@ per-token expert log-probabilities ``log P_t[k] = log pi_k(x_t | x_<t)``, by min
 constant.
 
 On an enumerable space (all sequences given, with their per-token expert log-probs and
-the gate) the exact references are:
-
-- :func:`bayes_router`: the posterior over experts given the prefix under the joint
-  ``g(x,k) pi_k(x)`` marginalised over continuations,
-  ``gamma_B(k | h) = sum_{x: x_<t = h} g(x,k) pi_k(x) / sum_{x: x_<t = h} pi_g(x)``;
-- :func:`optimal_router`: for each prefix h, the minimiser over the simplex of the
-  conditional cross-entropy ``-sum_v pi_g(v | h) log sum_k gamma_k pi_k(v | h)``, which
-  minimises ``KL(pi_g || rho_gamma)`` exactly (chain rule), computed by EM;
-- :func:`kl_to_routed`: ``KL(pi_g / Z || rho_gamma)``;
-- :func:`router_divergence`: ``sum_t E_{pi_g}[KL(gamma_B(x_<t) || gamma(x_<t))]``, the other
-  side of the paper's distillation identity (Thm 18).
+the gate) the exact references live in :mod:`theory.routing` (numpy) and are re-exported
+here: :func:`bayes_router` (the posterior over experts given the prefix),
+:func:`optimal_router` (the router minimising ``KL(pi_g || rho_gamma)``, certified),
+:func:`routed_log_prob`, :func:`router_divergence` (the right-hand side of the paper's
+distillation identity, Thm 18) and :func:`router_tv`; :func:`kl_to_routed` is
+``KL(pi_g / Z || rho_gamma)``.
 
 Arrays in, no domain code: sequences are (S x T) integer arrays, per-token log-probs
 (S x T x p).
@@ -40,8 +35,14 @@ from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
 from modular.device import resolve_device
-from modular.gates import CausalSequenceGate
-from theory.errors import InvalidOptionError, ShapeMismatchError
+from modular.gates import CausalSequenceGate, mixture_log_prob
+from theory.divergences import kl_log
+from theory.errors import InvalidOptionError
+from theory.routing import bayes_router, optimal_router, routed_log_prob, router_divergence, router_tv
+from theory.routing import check_sequences as _check_sequences
+
+__all__ = ["RouterFit", "bayes_router", "distill_cached", "kl_to_routed", "optimal_router", "routed_log_prob",
+           "router_divergence", "router_probs", "router_tv", "train_router"]
 
 
 @dataclass
@@ -56,29 +57,6 @@ class RouterFit:
     history: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _check_sequences(tokens, token_logp) -> tuple[np.ndarray, np.ndarray]:
-    tok = np.asarray(tokens)
-    lp = np.asarray(token_logp, dtype=np.float64)
-    if tok.ndim != 2 or lp.ndim != 3 or lp.shape[:2] != tok.shape:
-        raise ShapeMismatchError(
-            f"tokens must be (S x T) and per-token log-probs (S x T x p); got {tok.shape} and {lp.shape}"
-        )
-    if np.isnan(lp).any() or (lp == np.inf).any():
-        s, t, k = np.argwhere(np.isnan(lp) | (lp == np.inf))[0]
-        raise InvalidOptionError(f"per-token log-prob of sequence {s}, position {t}, expert {k} is NaN or +inf")
-    return tok.astype(np.int64), lp
-
-
-def routed_log_prob(router_probs, token_logp) -> np.ndarray:
-    """``log rho_gamma(x) = sum_t log sum_k gamma(x_<t, k) pi_k(x_t | x_<t)`` per sequence.
-
-    ``router_probs`` and ``token_logp`` are (S x T x p); the result is (S,).
-    """
-    with np.errstate(divide="ignore"):
-        log_gamma = np.log(np.asarray(router_probs, dtype=np.float64))
-    return logsumexp(log_gamma + np.asarray(token_logp, dtype=np.float64), axis=2).sum(axis=1)
-
-
 def kl_to_routed(log_gated, log_routed) -> float:
     """``KL(pi_g / Z || rho)`` over an enumerated space, from (S,) log-probabilities.
 
@@ -86,114 +64,7 @@ def kl_to_routed(log_gated, log_routed) -> float:
     model, normalised by construction.
     """
     lg = np.asarray(log_gated, dtype=np.float64)
-    lg = lg - logsumexp(lg)
-    w = np.exp(lg)
-    mask = w > 0
-    return float(np.sum(w[mask] * (lg[mask] - np.asarray(log_routed, dtype=np.float64)[mask])))
-
-
-def router_divergence(log_gated, reference, router) -> float:
-    """``sum_t E_{x ~ pi_g / Z}[KL(reference(x_<t, .) || router(x_<t, .))]`` on an enumerated space.
-
-    The right-hand side of the paper's distillation identity (Thm 18), with
-    ``reference`` the Bayes router; ``log_gated`` (S,), routers (S x T x p).
-    """
-    lg = np.asarray(log_gated, dtype=np.float64)
-    w = np.exp(lg - logsumexp(lg))
-    a = np.asarray(reference, dtype=np.float64)
-    b = np.asarray(router, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(a > 0, a * (np.log(a) - np.log(b)), 0.0).sum(axis=2)
-    return float(np.einsum("s,st->", w, terms))
-
-
-def _prefix_groups(tok: np.ndarray) -> list[np.ndarray]:
-    """For t = 0..T: group id of each sequence's prefix ``x_<t`` (length t)."""
-    S, T = tok.shape
-    groups = [np.zeros(S, dtype=np.int64)]
-    for t in range(1, T + 1):
-        _, inv = np.unique(tok[:, :t], axis=0, return_inverse=True)
-        groups.append(inv.reshape(-1))
-    return groups
-
-
-def _group_sum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
-    out = np.zeros((group.max() + 1,) + values.shape[1:])
-    np.add.at(out, group, values)
-    return out
-
-
-def bayes_router(tokens, token_logp, log_gate) -> np.ndarray:
-    """The posterior over experts given the prefix, evaluated along every sequence.
-
-    Solves ``gamma_B(k | x_<t) = P(k | x_<t)`` under the joint ``P(x, k) = g(x,k) pi_k(x)``
-    (with ``log pi_k(x) = sum_t token_logp[x, t, k]``) on an enumerated space.
-
-    Parameters
-    ----------
-    tokens : (S x T) int array
-        All sequences of the space (each once).
-    token_logp : (S x T x p) array
-        ``log pi_k(x_t | x_<t)``.
-    log_gate : (S x p) array
-        ``log g(x, k)``.
-
-    Returns
-    -------
-    (S x T x p) array: ``gamma_B(k | x_<t)`` for each sequence x and position t.
-    """
-    tok, lp = _check_sequences(tokens, token_logp)
-    lg = np.asarray(log_gate, dtype=np.float64)
-    if lg.shape != (tok.shape[0], lp.shape[2]):
-        raise ShapeMismatchError(f"log_gate must be (S x p) = {(tok.shape[0], lp.shape[2])}, got {lg.shape}")
-    log_joint = lg + lp.sum(axis=1)
-    joint = np.exp(log_joint - log_joint.max())
-    groups = _prefix_groups(tok)
-    out = np.empty(lp.shape)
-    for t in range(tok.shape[1]):
-        mass = _group_sum(joint, groups[t])[groups[t]]
-        out[:, t] = mass / mass.sum(axis=1, keepdims=True)
-    return out
-
-
-def optimal_router(tokens, token_logp, log_gate, *, iters: int = 2000, tol: float = 1e-12) -> np.ndarray:
-    """The causal router minimising ``KL(pi_g || rho_gamma)`` exactly, per prefix, by EM.
-
-    For each prefix h (of length t) solves
-    ``max_{gamma in simplex} sum_v pi_g(h, v) log sum_k gamma_k pi_k(v | h)`` (a concave
-    maximum-likelihood problem for mixture weights) by the EM fixed point
-    ``gamma_k <- gamma_k sum_v pi_g(v | h) pi_k(v | h) / sum_j gamma_j pi_j(v | h)``,
-    vectorised over prefixes, started at the Bayes router. Prefixes with zero mass keep
-    the Bayes router. Same inputs and output layout as :func:`bayes_router`.
-    """
-    tok, lp = _check_sequences(tokens, token_logp)
-    lg = np.asarray(log_gate, dtype=np.float64)
-    log_pg = logsumexp(lg + lp.sum(axis=1), axis=1)
-    pg = np.exp(log_pg - log_pg.max())
-    groups = _prefix_groups(tok)
-    start = bayes_router(tok, lp, lg)
-    out = np.empty(lp.shape)
-    for t in range(tok.shape[1]):
-        parent, child = groups[t], groups[t + 1]
-        # One row per (prefix, next token): its mass, its parent prefix, the experts' P(v | h).
-        first = np.unique(child, return_index=True)[1]
-        child_mass = _group_sum(pg, child)
-        child_parent = parent[first]
-        child_p = np.exp(lp[first, t])
-        parent_mass = _group_sum(child_mass, child_parent)
-        cond = child_mass / np.where(parent_mass > 0, parent_mass, 1.0)[child_parent]
-        gamma = start[np.unique(parent, return_index=True)[1], t]
-        for _ in range(iters):
-            mix = np.einsum("ck,ck->c", gamma[child_parent], child_p)
-            ratio = cond / np.where(mix > 0, mix, 1.0)
-            new = gamma * _group_sum(ratio[:, None] * child_p, child_parent)
-            new = np.where(parent_mass[:, None] > 0, new / new.sum(axis=1, keepdims=True).clip(1e-300), gamma)
-            done = np.abs(new - gamma).max() < tol
-            gamma = new
-            if done:
-                break
-        out[:, t] = gamma[parent]
-    return out
+    return kl_log(lg - logsumexp(lg), log_routed)
 
 
 def router_probs(router: CausalSequenceGate, tokens, *, chunk: int = 8192) -> np.ndarray:
@@ -310,7 +181,7 @@ def distill_cached(loaded, data_path, *, steps: int = 1000, batch_size: int = 25
     fit = train_router(all_tok[train], all_lp[train], vocab=vocab, steps=steps, batch_size=batch_size, lr=lr,
                        seed=seed, device=device, progress=progress)
     fit.router.cpu()
-    log_pg = torch.logsumexp(all_lg[held] + all_seq[held], dim=1).numpy()
+    log_pg = mixture_log_prob(all_lg[held], all_seq[held]).numpy()
     log_rho = routed_log_prob(router_probs(fit.router, all_tok[held]), all_lp[held])
     kl_terms = log_pg - np.log(z) - log_rho
     summary = {"candidates": int(len(keep)), "accepted": int(keep.sum()), "acceptance": float(keep.mean()),

@@ -36,6 +36,7 @@ from scipy.special import logsumexp
 from modular.cache import describe_data
 from modular.data import SampleSet, load_npz
 from modular.gate_io import LoadedGate
+from modular.gates import mixture_log_prob
 from theory import solve_robust
 from theory.errors import InputError
 
@@ -218,7 +219,7 @@ def evaluate_gate(loaded: LoadedGate, test_path, *, mixtures: list[np.ndarray] |
     names = info["expert_names"] or [str(k) for k in range(p)]
 
     def gated(log_gates):
-        return [torch.logsumexp(lg + d.logp, dim=1).numpy() for lg, d in zip(log_gates, domains)]
+        return [mixture_log_prob(lg, d.logp).numpy() for lg, d in zip(log_gates, domains)]
 
     lg_dom = [gate_log_probs(loaded, d) for d in domains]
     z, z_se = z_with_se([gate_log_probs(loaded, e) for e in experts])

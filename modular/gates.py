@@ -24,6 +24,15 @@ from theory.errors import InvalidOptionError, ShapeMismatchError
 GATE_KINDS = ("tabular", "linear", "mlp", "sequence", "transformer")
 
 
+def mixture_log_prob(log_gate: torch.Tensor, expert_logp: torch.Tensor) -> torch.Tensor:
+    """``log sum_k g(x,k) pi_k(x) = logsumexp_k(log g(x,k) + log pi_k(x))`` from a log-gate.
+
+    The gated model when the gate is already in log space (rows of ``exp(log_gate)``
+    summing to one); :func:`gated_log_prob` takes the logits instead.
+    """
+    return torch.logsumexp(log_gate + expert_logp, dim=-1)
+
+
 def gated_log_prob(gate_logits: torch.Tensor, expert_logp: torch.Tensor) -> torch.Tensor:
     """Log-likelihood of the gated model, ``log sum_k g(x,k) pi_k(x)`` with ``g = softmax(f)``.
 
@@ -38,7 +47,7 @@ def gated_log_prob(gate_logits: torch.Tensor, expert_logp: torch.Tensor) -> torc
     -------
     (...) tensor of ``log pi_g(x)``.
     """
-    return torch.logsumexp(torch.log_softmax(gate_logits, dim=-1) + expert_logp, dim=-1)
+    return mixture_log_prob(torch.log_softmax(gate_logits, dim=-1), expert_logp)
 
 
 class _Standardise(nn.Module):

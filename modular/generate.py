@@ -14,7 +14,7 @@ from modular.data import sample_set
 from modular.evaluate import gate_log_probs
 from modular.experts import CausalLM, sequence_log_probs
 from modular.gate_io import LoadedGate
-from modular.gates import CausalSequenceGate
+from modular.gates import CausalSequenceGate, mixture_log_prob
 from modular.sampling import pooled_sampler, rejection_sample
 
 
@@ -26,7 +26,7 @@ def routed_next_log_probs(router: CausalSequenceGate, experts: list[CausalLM], p
     with torch.inference_mode():
         log_gamma = torch.log_softmax(router.prefix_logits(padded)[:, t].double(), dim=1)
     nxt = torch.stack([e.next_token_log_probs(prefixes).double() for e in experts], dim=2)  # (n x V x p)
-    return torch.logsumexp(nxt + log_gamma[:, None, :], dim=2)
+    return mixture_log_prob(log_gamma[:, None, :], nxt)
 
 
 def generate_routed(router: CausalSequenceGate, experts: list[CausalLM], n: int, length: int, *,

@@ -66,6 +66,7 @@ from tqdm.auto import tqdm
 
 from modular.data import SampleSet, check_sets
 from modular.device import resolve_device
+from modular.gates import mixture_log_prob
 from modular.z_estimators import UNBIASED, check_estimator, combine, z_terms
 from theory.errors import InputError, InvalidOptionError, ShapeMismatchError
 from theory.prior import PriorSet
@@ -332,17 +333,14 @@ def data_fingerprint(*set_lists) -> str:
 def as_prior(prior, p: int) -> PriorSet | None:
     """Lambda as a :class:`theory.PriorSet` with finite box bounds (None: the simplex).
 
-    Accepts a PriorSet or, for compatibility, a ``(lower, upper)`` pair. The stochastic
-    fit projects onto box bounds only, so linear constraints ``A lam <= b`` are refused.
+    The stochastic fit projects onto box bounds only, so linear constraints
+    ``A lam <= b`` are refused; bounds are given as ``PriorSet(p, lower=lo, upper=hi)``.
     """
     if prior is None:
         return None
     if not isinstance(prior, PriorSet):
-        try:
-            lower, upper = prior
-        except (TypeError, ValueError):
-            raise InvalidOptionError("lambda bounds must be a theory.PriorSet or a (lower, upper) pair") from None
-        prior = PriorSet(p, lower=lower, upper=upper)
+        raise InvalidOptionError(f"lambda bounds must be a theory.PriorSet, e.g. PriorSet(p, lower=lo, upper=hi); "
+                                 f"got {type(prior).__name__}")
     if prior.p != p:
         raise ShapeMismatchError(f"prior set is for p={prior.p} domains, the data have p={p}")
     if getattr(prior, "A", None) is not None:
@@ -503,7 +501,6 @@ def fit_robust_gate(
     mu0: float = 1.0,
     z_decay: float = 0.9,
     prior: PriorSet | None = None,
-    lam_bounds=None,
     lam_iterate: str = "poly",
     gate_iterate: str = "poly",
     average_eta: float = 3.0,
@@ -559,8 +556,7 @@ def fit_robust_gate(
         Exponentiated-gradient step on lam; dual-ascent step on mu (both scaled by the
         schedule); augmented-Lagrangian weight; initial mu; EMA factor of Z.
     prior : theory.PriorSet, optional
-        Lambda (box bounds only); the simplex when None. ``lam_bounds=(lo, hi)`` is the
-        same as ``prior=PriorSet(p, lower=lo, upper=hi)``.
+        Lambda (box bounds only, ``PriorSet(p, lower=lo, upper=hi)``); the simplex when None.
     lam_iterate, gate_iterate : {"poly", "average", "last"}
         Which lam and which gate to return (module docstring); ``average_eta`` is the
         ``eta`` of ``"poly"``; ``"average"`` runs over steps ``>= average_from`` (default
@@ -598,9 +594,7 @@ def fit_robust_gate(
     """
     p, z_estimator = check_fit_inputs(domains, expert_samples, z_estimator)
     ent = _check_options(adversary, entropies, lam_iterate, gate_iterate, lr_schedule, p)
-    if prior is not None and lam_bounds is not None:
-        raise InvalidOptionError("give lambda bounds either as prior or as lam_bounds, not both")
-    prior = as_prior(prior if prior is not None else lam_bounds, p)
+    prior = as_prior(prior, p)
     steps = _positive_int("steps", steps)
     if batch_size is not None:
         _positive_int("batch_size", batch_size)
@@ -706,7 +700,7 @@ def fit_robust_gate(
             idx = batches.draw(generator)
             logp = batches.logp[idx]
             log_gate = torch.log_softmax(gate(batches.features[idx]), dim=1)
-            log_pg = torch.logsumexp(log_gate + logp, dim=1)
+            log_pg = mixture_log_prob(log_gate, logp)
             if use_experts:
                 rows = slice(n_dom_rows, None)
                 terms = z_terms(z_estimator, log_gate[rows], logp[rows], batches.set_ids[rows] - p)
@@ -853,7 +847,7 @@ def evaluate_nll(gate: nn.Module, domains: list[SampleSet], *, chunk: int = 6553
     """``NLL_k = E_{x ~ D_k}[-log pi_g(x)]`` over all samples of each domain (weighted)."""
     dev, dtype = _gate_device(gate)
     return np.array([
-        _set_mean(gate, d, lambda lg, lp: -torch.logsumexp(lg + lp, dim=1), dev, dtype, chunk) for d in domains
+        _set_mean(gate, d, lambda lg, lp: -mixture_log_prob(lg, lp), dev, dtype, chunk) for d in domains
     ])
 
 
@@ -888,7 +882,7 @@ def split_holdout(sets: list[SampleSet] | None, fraction: float, seed: int):
     fraction = float(fraction)
     if not (0 < fraction < 1):
         raise InvalidOptionError(f"holdout fraction must be in (0, 1), got {fraction!r}")
-    g = torch.Generator().manual_seed(int(seed) + 7919)
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 7919]).generate_state(1)[0]))  # own stream
     train, held = [], []
     for s in sets:
         if s.m < 2:

@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from modular.gates import mixture_log_prob
 from theory.errors import InputError, InvalidOptionError
 
 Sampler = Callable[[int, torch.Generator], torch.Tensor]
@@ -50,7 +51,7 @@ def pooled_sampler(expert_samplers: list[Sampler]) -> Sampler:
 
 def _log_acceptance(expert_logp: torch.Tensor, log_gate: torch.Tensor) -> torch.Tensor:
     """``log(pi_g(x) / sum_k pi_k(x))`` for a batch of candidates: the log importance weight up to ``log p``."""
-    return torch.logsumexp(log_gate + expert_logp, dim=1) - torch.logsumexp(expert_logp, dim=1)
+    return mixture_log_prob(log_gate, expert_logp) - torch.logsumexp(expert_logp, dim=1)
 
 
 def accept(expert_logp: torch.Tensor, log_gate: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:

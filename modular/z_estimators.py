@@ -23,6 +23,7 @@ import warnings
 
 import torch
 
+from modular.gates import mixture_log_prob
 from theory.errors import InvalidOptionError
 
 Z_ESTIMATORS = ("expert-samples", "importance", "data-shortcut")
@@ -73,7 +74,7 @@ def z_terms(estimator: str, log_gate: torch.Tensor, expert_logp: torch.Tensor, s
     if estimator == "expert-samples":
         return torch.exp(log_gate.gather(1, source[:, None])[:, 0])
     p = expert_logp.shape[1]
-    log_pg = torch.logsumexp(log_gate + expert_logp, dim=1)
+    log_pg = mixture_log_prob(log_gate, expert_logp)
     log_q0 = torch.logsumexp(expert_logp, dim=1) - math.log(p)
     return torch.exp(log_pg - log_q0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from synthetic.sequences import MAX_ENUMERATION, SequenceDomain, SequenceModel
-from theory.divergences import kl
+from theory.divergences import kl_log
 from theory.errors import InputError, ShapeMismatchError
 from theory.validation import as_instance
 
@@ -47,8 +47,11 @@ def finite_instance(
 def exact_kl(domain: SequenceDomain, model: SequenceModel, *, limit: int = MAX_ENUMERATION) -> float:
     """``KL(D || pi) = sum_x D(x) log(D(x) / pi(x))`` by enumeration of ``{0..V-1}^T`` (nats).
 
-    The probabilities are the ones :func:`finite_instance` puts in ``(D, P)`` and the
-    divergence is :func:`theory.kl`, so ``exact_kl(d, e) == kl(D[k], P[k])`` for that pair.
+    The probabilities are the ones :func:`finite_instance` puts in ``(D, P)``; the model
+    enters by its log-probabilities (:func:`theory.divergences.kl_log`), so a probability
+    below the float64 range still counts, and ``exact_kl(d, e)`` equals
+    ``kl(D[k], P[k])`` up to rounding wherever ``P[k]`` does not underflow.
     """
     outcomes, d = domain.enumerate(limit)
-    return kl(d, np.exp(model.log_prob(outcomes)))
+    with np.errstate(divide="ignore"):
+        return kl_log(np.log(d), model.log_prob(outcomes))

@@ -20,6 +20,23 @@ def kl(a, b) -> np.ndarray | float:
     return out if np.ndim(out) else float(out)
 
 
+def kl_log(log_a, log_b) -> np.ndarray | float:
+    """``KL(a || b) = sum_x a(x) (log a(x) - log b(x))`` from log-probabilities, ``a = exp(log_a)``.
+
+    For models given in log space (where ``b`` may underflow in float64 while its
+    log-probability is finite). An outcome with ``a(x) = 0`` contributes nothing (``0 log 0 = 0``);
+    ``+inf`` where ``log_b = -inf`` on ``a``'s support. Broadcasts like :func:`kl`; both
+    are taken as normalised (renormalise ``log_a`` first when it is not).
+    """
+    la = np.asarray(log_a, dtype=np.float64)
+    lb = np.asarray(log_b, dtype=np.float64)
+    a = np.exp(la)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(a > 0, a * (np.where(a > 0, la, 0.0) - lb), 0.0)
+    out = terms.sum(axis=-1)
+    return out if np.ndim(out) else float(out)
+
+
 def entropy(a) -> np.ndarray | float:
     """Shannon entropy ``H(a) = -sum_x a(x) log a(x)`` of each row."""
     out = entr(np.asarray(a, dtype=np.float64)).sum(axis=-1)

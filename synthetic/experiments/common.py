@@ -22,16 +22,18 @@ def sha256_array(a) -> str:
     return h.hexdigest()
 
 
-def seed_streams(seed: int, *sizes: int) -> list[list[int]]:
+def seed_streams(seed: int, *sizes: int, key: int | None = None) -> list[list[int]]:
     """Independent integer seeds for the random draws of one experiment run.
 
     Stream ``i`` holds ``sizes[i]`` seeds; every seed comes from its own child of
     ``numpy.random.SeedSequence(seed)`` (``spawn`` then ``generate_state``), so draws that
     use different streams, or different seeds of one stream, are statistically
     independent and no two of them share a generator state (as ``seed + k`` and
-    ``seed * c + k`` can for another run's ``seed``).
+    ``seed * c + k`` can for another run's ``seed``). A function that derives its own
+    streams from the run's seed passes a ``key`` of its own (the root is then
+    ``SeedSequence([seed, key])``), so that they differ from its caller's.
     """
-    streams = np.random.SeedSequence(seed).spawn(len(sizes))
+    streams = np.random.SeedSequence(seed if key is None else [seed, key]).spawn(len(sizes))
     return [[int(child.generate_state(1)[0]) for child in stream.spawn(n)] for stream, n in zip(streams, sizes)]
 
 

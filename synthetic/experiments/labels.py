@@ -24,6 +24,14 @@ def monolithic(width: int) -> str:
     return f"monolithic w{width} (even)"
 
 
+def sized(model: str, width: int) -> str:
+    """``model`` (e.g. :data:`ORACLE`, :data:`GROUP_DRO`, :data:`DOREMI`) with a monolithic model of width ``width``.
+
+    For the Oracle: one such model retrained on each test mixture.
+    """
+    return f"{model} w{width}"
+
+
 def monolithic_ngram(order: int) -> str:
     """A monolithic order-``order`` n-gram fitted on the pooled domains at even weights."""
     return f"monolithic {order}-gram"

@@ -32,17 +32,18 @@ from scipy.optimize import minimize_scalar
 from modular import fit_robust_gate, gated_log_prob, make_gate, sample_set
 from synthetic.baselines import ngram_on_weights, train_doremi, train_group_dro, train_on_weights
 from synthetic.conflict_exact import ConflictCounts, ngram_cross_entropy
-from synthetic.experiments.common import sha256_array, single_thread_torch
+from synthetic.experiments.common import seed_streams, sha256_array, single_thread_torch
+from synthetic.experiments.labels import DOREMI, GROUP_DRO, ORACLE, STATIC, expert_alone, monolithic, sized
 from synthetic.experiments.lambda_sweep import task_domains
 from synthetic.experiments.real_text import sample_windows
 from synthetic.finite import finite_instance
 from synthetic.mc_kl import DomainKL, domain_kl, exact_domain_kl
 from synthetic.models import TorchSequenceModel
-from theory import entropy, kl, solve_robust
+from theory import entropy, gated_model, kl, solve_robust
 
 GATE = "learned gate"
-STATIC = "best static gate"
-ORACLE = "Oracle"
+#: The exactly scored bigram fitted on the pooled data at even weights.
+BIGRAM_EVEN = "bigram (even)"
 
 
 def _gate_options(config: dict) -> dict:
@@ -73,7 +74,8 @@ def fit_gate(experts, dom_samples, config: dict, entropies, seed: int):
 
     Returns the fit's result and the expert samples (for provenance).
     """
-    exp_samples = [sample_windows(e, config["gate_m"], config["T"], seed + 200 + k) for k, e in enumerate(experts)]
+    (sample_seeds,) = seed_streams(seed, len(experts), key=200)
+    exp_samples = [sample_windows(e, config["gate_m"], config["T"], s) for e, s in zip(experts, sample_seeds)]
     dom_sets = [sample_set(_expert_logp(experts, x), x, name=f"domain {k}") for k, x in enumerate(dom_samples)]
     exp_sets = [sample_set(_expert_logp(experts, x), x, name=f"expert {k}") for k, x in enumerate(exp_samples)]
     torch.manual_seed(seed)
@@ -86,7 +88,7 @@ def gate_z(gate, experts, config: dict, seed: int) -> tuple[float, float]:
     """``Z = sum_k E_{x ~ pi_k}[g(x, k)]`` on fresh expert samples, and its standard error."""
     z, var = 0.0, 0.0
     for k, e in enumerate(experts):
-        x = sample_windows(e, config["mc"], config["T"], seed + 300 + k)
+        x = sample_windows(e, config["mc"], config["T"], seed_streams(seed, len(experts), key=300)[0][k])
         g = np.exp(gate_log_weights(gate, x)[:, k])
         z += g.mean()
         var += g.var(ddof=1) / g.size
@@ -127,19 +129,20 @@ def _paper_scale(config: dict) -> dict:
     A, B = task_domains(config)
     counts = ConflictCounts(V, T, config["noise"], config.get("contamination", 0.0))
     entropies = np.array([counts.entropy(e) for e in np.eye(2)])
-    data = [A.sample(config["m"], seed), B.sample(config["m"], seed + 1)]
+    data_seeds, expert_seeds, gate_seeds, test_seeds = seed_streams(seed, 2, 2, 2, 2)
+    data = [A.sample(config["m"], data_seeds[0]), B.sample(config["m"], data_seeds[1])]
     fit = {"steps": config["steps"], "lr": config["lr"]}
     common = {"V": V, "T": T, "seed": seed}
 
     t0 = time.perf_counter()
-    experts = [TorchSequenceModel(V, T, config["expert_width"], seed=seed + k, name=f"expert {'AB'[k]}")
+    experts = [TorchSequenceModel(V, T, config["expert_width"], seed=expert_seeds[k], name=f"expert {'AB'[k]}")
                .fit([d], steps=config["expert_steps"], lr=config["lr"]) for k, d in enumerate(data)]
     clock["experts"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     # The gate sees fresh samples: on the experts' own training sequences their log-probabilities
     # are optimistic (overfitting), and the gate would learn that bias.
-    gate_data = [A.sample(config["gate_m"], seed + 500), B.sample(config["gate_m"], seed + 501)]
+    gate_data = [A.sample(config["gate_m"], gate_seeds[0]), B.sample(config["gate_m"], gate_seeds[1])]
     res, exp_samples = fit_gate(experts, gate_data, config, entropies, seed)
     clock["gate_fit"] = time.perf_counter() - t0
 
@@ -147,10 +150,10 @@ def _paper_scale(config: dict) -> dict:
     w16, w20 = config["mono_width"], config["large_width"]
     doremi, doremi_lam = train_doremi(data, experts, width=w16, **common, **fit)
     models = {
-        f"monolithic w{w16} (even)": train_on_weights(data, [0.5, 0.5], width=w16, **common, **fit),
-        f"monolithic w{w20} (even)": train_on_weights(data, [0.5, 0.5], width=w20, **common, **fit),
-        f"Group DRO w{w16}": train_group_dro(data, width=w16, **common, **fit),
-        f"DoReMi w{w16}": doremi,
+        monolithic(w16): train_on_weights(data, [0.5, 0.5], width=w16, **common, **fit),
+        monolithic(w20): train_on_weights(data, [0.5, 0.5], width=w20, **common, **fit),
+        sized(GROUP_DRO, w16): train_group_dro(data, width=w16, **common, **fit),
+        sized(DOREMI, w16): doremi,
     }
     to = np.linspace(0.0, 1.0, config["oracle_points"])
     oracles = [(width, a, train_on_weights(data, [a, 1 - a], width=width, **common, **fit))
@@ -158,7 +161,7 @@ def _paper_scale(config: dict) -> dict:
     clock["monolithic"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    test = [A.sample(config["mc"], seed + 1000), B.sample(config["mc"], seed + 1001)]
+    test = [A.sample(config["mc"], test_seeds[0]), B.sample(config["mc"], test_seeds[1])]
     log_d = [counts.log_prob(x)[k] for k, x in enumerate(test)]
     test_experts = [_expert_logp(experts, x) for x in test]
     scores: dict[str, tuple[DomainKL, int, int]] = {}  # name -> (KL, trainable, frozen parameters)
@@ -175,11 +178,11 @@ def _paper_scale(config: dict) -> dict:
     lw = np.log([w_static, 1 - w_static])
     static_q = [np.logaddexp(lw[0] + e[:, 0], lw[1] + e[:, 1]) for e in test_experts]
     scores[STATIC] = (domain_kl(log_d, static_q), 1, frozen)
-    for k, name in enumerate(("expert A alone", "expert B alone")):
+    for k, name in enumerate((expert_alone("A"), expert_alone("B"))):
         scores[name] = (domain_kl(log_d, [e[:, k] for e in test_experts]), experts[k].n_parameters, 0)
     bigram = ngram_on_weights(data, [0.5, 0.5], V=V, order=2, T=T)
     domains = [A, B]
-    scores["bigram (even)"] = (exact_domain_kl([ngram_cross_entropy(d, bigram) - h for d, h in zip(domains, entropies)]),
+    scores[BIGRAM_EVEN] = (exact_domain_kl([ngram_cross_entropy(d, bigram) - h for d, h in zip(domains, entropies)]),
                                V * (V + 1), 0)
     clock["scoring"] = time.perf_counter() - t0
 
@@ -197,7 +200,7 @@ def _paper_scale(config: dict) -> dict:
     for width, a, model in oracles:
         score = domain_kl(log_d, [model.log_prob(x) for x in test])
         value, se = score.at([[a, 1 - a]], [counts.jsd([a, 1 - a])])
-        rows.append({**base, "model": f"{ORACLE} w{width}", "lam0": float(a), "test_kl": float(value[0]),
+        rows.append({**base, "model": sized(ORACLE, width), "lam0": float(a), "test_kl": float(value[0]),
                      "se": float(se[0]), "exact": False, "trainable": model.n_parameters, "frozen": 0,
                      "parameters": model.n_parameters})
     h = res.history
@@ -207,7 +210,7 @@ def _paper_scale(config: dict) -> dict:
                "gate_z_check": res.z_check, "gate_mu": res.mu, "gate_z_test": z, "gate_z_test_se": z_se,
                "gate_fit_seconds": res.seconds, "static_weight_A": w_static,
                "doremi_weight_A": float(np.asarray(doremi_lam)[0]), "expert_kl_own": [
-                   float(scores["expert A alone"][0].kl[0]), float(scores["expert B alone"][0].kl[1])],
+                   float(scores[expert_alone("A")][0].kl[0]), float(scores[expert_alone("B")][0].kl[1])],
                "entropy": entropies.tolist(), "mc": config["mc"], "seconds": clock}
     checksums = {f"paper_scale/T{T}/c{base['contamination']}/s{seed}/train_{k}": sha256_array(d)
                  for k, d in enumerate(data)}
@@ -230,17 +233,18 @@ def small_v_reference(config: dict) -> dict:
     with single_thread_torch():
         V, T, seed = config["V"], config["T"], config["seed"]
         A, B = task_domains(config)
-        data = [A.sample(config["m"], seed), B.sample(config["m"], seed + 1)]
-        experts = [TorchSequenceModel(V, T, config["expert_width"], seed=seed + k, name=f"expert {'AB'[k]}")
+        data_seeds, expert_seeds, gate_seeds, _ = seed_streams(seed, 2, 2, 2, 2)
+        data = [A.sample(config["m"], data_seeds[0]), B.sample(config["m"], data_seeds[1])]
+        experts = [TorchSequenceModel(V, T, config["expert_width"], seed=expert_seeds[k], name=f"expert {'AB'[k]}")
                    .fit([d], steps=config["expert_steps"], lr=config["lr"]) for k, d in enumerate(data)]
         D, P, outcomes = finite_instance([A, B], experts)
         robust = solve_robust(D, P, tol=1e-9)
         static = solve_robust(D, P, family="constant", tol=1e-9)
 
-        gate_data = [A.sample(config["gate_m"], seed + 500), B.sample(config["gate_m"], seed + 501)]
+        gate_data = [A.sample(config["gate_m"], gate_seeds[0]), B.sample(config["gate_m"], gate_seeds[1])]
         res, _ = fit_gate(experts, gate_data, config, entropy(D), seed)
         g = np.exp(gate_log_weights(res.gate, outcomes))
-        q = np.einsum("nk,kn->n", g, P)
+        q = gated_model(g, P)
         learned = float(kl(D, q / q.sum()).max())
     return {"summary": {"V": V, "T": T, "contamination": config.get("contamination", 0.0), "seed": seed,
                         "robust_value": robust.value, "static_value": static.value, "learned_value": learned,

@@ -44,7 +44,7 @@ from modular.evaluate import best_static_gate, posterior_log_gate, z_with_se
 from modular.sampling import rejection_sample
 from synthetic.baselines import train_doremi, train_on_weights
 from synthetic.corpora import REAL_GENRES
-from synthetic.experiments.common import lam_label, single_thread_torch
+from synthetic.experiments.common import lam_label, seed_streams, single_thread_torch
 from synthetic.models import TorchSequenceModel
 from synthetic.text import load_text_corpus
 from theory.errors import InputError
@@ -156,7 +156,8 @@ def real_world(config: dict) -> dict:
     timings = {}
     with single_thread_torch():
         t0 = time.perf_counter()
-        experts = [TorchSequenceModel(V, T, config["expert_width"], seed=int(seeds[0]) + k, name=f"expert {g}",
+        (expert_seeds,) = seed_streams(seed, len(genres), key=3)
+        experts = [TorchSequenceModel(V, T, config["expert_width"], seed=expert_seeds[k], name=f"expert {g}",
                                       device="cpu").fit(train[k], **fit_kwargs) for k, g in enumerate(genres)]
         timings["experts"] = time.perf_counter() - t0
         n_expert = experts[0].n_parameters

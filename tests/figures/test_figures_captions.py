@@ -61,3 +61,28 @@ def test_every_figure_uses_the_pipeline_profile_names():
             tables[module] = tuple(table)
     assert len(tables) >= len(ENTRIES) - 1
     assert {module: names for module, names in tables.items() if names != PROFILES} == {}
+
+
+def test_paper_scale_statements_read_the_rows_of_the_configured_widths():
+    """The fixed models and Oracles are the rows of mono_width and large_width, by name: a model
+    of another width (whose label shares the prefix) does not enter the statements."""
+    from figures.fig13_paper_scale import GATE, fixed_models, oracles, statements
+    from synthetic.experiments.labels import sized
+
+    def oracle(width):
+        return sized(ORACLE, width)
+
+    lams = np.linspace(0.0, 1.0, 5)
+    curve = 1 + np.abs(2 * lams - 1)
+    frame = {GATE: 0.5 * curve, monolithic(16): curve, monolithic(20): curve, oracle(16): 0.4 + 0 * lams,
+             oracle(20): 0.45 + 0 * lams}
+    rows = [{"model": m, "lam0": float(l), "test_kl": float(v)} for m, c in frame.items() for l, v in zip(lams, c)]
+    df = pd.DataFrame(rows)
+    assert fixed_models(CFG) == [monolithic(16), monolithic(20)] and oracles(CFG) == [oracle(16), oracle(20)]
+    assert statements(df, CFG)["gate beats both fixed retrained models at every lambda"]
+    # a wider monolithic model that beats the gate is not one of the two fixed models
+    wide = pd.DataFrame([{"model": monolithic(200), "lam0": float(l), "test_kl": 0.1} for l in lams])
+    assert statements(pd.concat([df, wide]), CFG)["gate beats both fixed retrained models at every lambda"]
+    # ... but a same-size one that beats it is
+    worse = df.assign(test_kl=np.where(df.model == monolithic(16), 0.1, df.test_kl))
+    assert not statements(worse, CFG)["gate beats both fixed retrained models at every lambda"]

@@ -13,6 +13,7 @@ from modular.distill import (
     routed_log_prob,
     router_divergence,
     router_probs,
+    router_tv,
     train_router,
 )
 from theory.gates import gate_from_q
@@ -44,8 +45,7 @@ def _sample(seqs, tok_lp, log_pg, n, seed):
 
 def _prefix_tv(a, b, log_pg):
     """Expected total variation between two routers under pi_g, averaged over positions."""
-    w = np.exp(log_pg - logsumexp(log_pg))
-    return float(np.einsum("s,st->", w, 0.5 * np.abs(a - b).sum(axis=2)) / T)
+    return router_tv(log_pg, a, b)
 
 
 def test_constant_gate_bayes_router_reproduces_the_gated_model(bigram):
@@ -85,7 +85,7 @@ def test_routed_models_are_normalised_and_optimal_router_is_best(bigram, g1_gate
     log_gate, log_q = g1_gate
     np.testing.assert_allclose(logsumexp(log_gate + tok_lp.sum(axis=1), axis=1), log_q, atol=1e-12)
     bayes = bayes_router(seqs, tok_lp, log_gate)
-    best = optimal_router(seqs, tok_lp, log_gate)
+    best = optimal_router(seqs, tok_lp, log_q).router
     for router in (bayes, best, np.full_like(bayes, 0.5)):
         assert abs(logsumexp(routed_log_prob(router, tok_lp))) < 1e-12
     kl_bayes = kl_to_routed(log_q, routed_log_prob(bayes, tok_lp))
@@ -100,7 +100,7 @@ def test_routed_models_are_normalised_and_optimal_router_is_best(bigram, g1_gate
 def test_learned_router_approaches_the_optimal_router(bigram, g1_gate):
     seqs, tok_lp, _ = bigram
     log_gate, log_q = g1_gate
-    best = optimal_router(seqs, tok_lp, log_gate)
+    best = optimal_router(seqs, tok_lp, log_q).router
     kl_best = kl_to_routed(log_q, routed_log_prob(best, tok_lp))
     tokens, lp = _sample(seqs, tok_lp, log_q, 4000, seed=2)
     fit = train_router(tokens, lp, vocab=V, steps=300, batch_size=256, lr=0.03, seed=0, device="cpu")

@@ -130,7 +130,7 @@ def test_prior_set_bounds_and_refusals():
                         prior=PriorSet(3, A=np.ones((1, 3)), b=np.ones(1)))
     with pytest.raises(InputError):
         fit_robust_gate(TabularGate(20, 3), domains, experts, entropies=entropies(D), steps=1,
-                        lam_bounds=([np.nan] * 3, [1.0] * 3))
+                        prior=PriorSet(3, lower=[np.nan] * 3, upper=[1.0] * 3))
 
 
 @pytest.mark.parametrize("option,value", [("lr", float("nan")), ("lr", -1.0), ("lam_lr", float("inf")),

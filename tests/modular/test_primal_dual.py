@@ -107,12 +107,14 @@ def test_lambda_bounds_match_the_restricted_game():
     lo, hi = np.array([0.0, 0.5, 0.0]), np.array([1.0, 1.0, 0.2])
     exact = solve_robust(D, P, prior=PriorSet(3, lower=lo, upper=hi))
     value, lam_ref = exact.value, exact.lam
-    res = _fit(D, P, lam_bounds=(lo, hi))
+    res = _fit(D, P, prior=PriorSet(3, lower=lo, upper=hi))
     assert np.all(res.lam >= lo - 1e-12) and np.all(res.lam <= hi + 1e-12)
     assert np.abs(res.lam - lam_ref).sum() < 0.1
     assert abs(float(res.lam @ res.kl) - value) < 0.02
     with pytest.raises(InfeasibleLambdaError, match="lower"):
-        _fit(D, P, lam_bounds=([0.6, 0.6, 0.0], [1, 1, 1]), steps=1)
+        _fit(D, P, prior=PriorSet(3, lower=[0.6, 0.6, 0.0], upper=[1, 1, 1]), steps=1)
+    with pytest.raises(InvalidOptionError, match="PriorSet"):
+        _fit(D, P, prior=(lo, hi), steps=1)  # a bare (lower, upper) pair is refused
 
 
 def test_projection_is_the_kl_projection_onto_the_capped_simplex():

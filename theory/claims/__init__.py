@@ -17,7 +17,7 @@ from theory.errors import InputError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the ``claims`` subcommand."""
-    parser.add_argument("--quick", action="store_true", help="small instance grid (under a minute on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="profile quick: small instance grid (under a minute on 2 cores); default: profile full")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the markdown table")
     parser.add_argument("--out", type=Path, help="write the markdown report here (and the JSON next to it)")
     parser.add_argument("--readme", type=Path, metavar="README",
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.jobs < 1:
             raise InputError(f"--jobs must be at least 1, got {args.jobs}")
-        profile = get_profile("quick" if args.quick else "thorough")
+        profile = get_profile("quick" if args.quick else "full")
         outcomes = run_audit(profile, args.seed, args.only, jobs=args.jobs)
     except InputError as exc:
         print(f"theory claims: error: {exc}", file=sys.stderr)

@@ -10,16 +10,17 @@ posterior ``gamma*_t(k | x_<t) = J(x_<t, k) / pi_g(x_<t)``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import rel_entr
 
+from theory import routing
 from theory.claims import solvers
-from theory.claims.monolithic import mixture_mle
 from theory.claims.record import ABS_TOL, EQUAL, IDENTITY, UPPER, Check
 from theory.divergences import kl
-from theory.gates import constant_gate
+from theory.gates import constant_gate, gated_model
+from theory.result import ToleranceWarning
 
 
 @dataclass(frozen=True)
@@ -87,43 +88,41 @@ def random_bigram_instance(p: int, V: int, T: int, smoothing: float, rng) -> Big
     return BigramInstance(V, T, init, trans, expert_init, expert_trans)
 
 
-def prefix_marginals(weights, V: int, T: int, t: int) -> np.ndarray:
-    """Sum of ``weights`` (n x ...) over sequences sharing each prefix of length t: (V^t x ...)."""
-    ids = np.arange(V**T) // V ** (T - t)
-    flat = weights.reshape(V**T, -1)
-    out = np.zeros((V**t, flat.shape[1]))
-    np.add.at(out, ids, flat)
-    return out.reshape((V**t,) + weights.shape[1:])
+def token_log_probs(inst: BigramInstance) -> np.ndarray:
+    """``log pi_k(x_t | x_<t)`` of the experts in the layout of :mod:`theory.routing`: (n x T x p)."""
+    with np.errstate(divide="ignore"):
+        return np.log(inst.conditionals(inst.expert_init, inst.expert_trans)).transpose(1, 2, 0)
+
+
+def along_sequences(inst: BigramInstance, router) -> np.ndarray:
+    """A router given per prefix (list over t of V^t x p) read along every sequence: (n x T x p)."""
+    n = inst.V**inst.T
+    return np.stack([router[t][np.arange(n) // inst.V ** (inst.T - t)] for t in range(inst.T)], axis=1)
+
+
+def per_prefix(inst: BigramInstance, router) -> list[np.ndarray]:
+    """The inverse of :func:`along_sequences`: row ``router[s, t]`` of the first sequence of each prefix."""
+    return [np.asarray(router)[np.arange(inst.V**t) * inst.V ** (inst.T - t), t] for t in range(inst.T)]
 
 
 def bayes_router(inst: BigramInstance, gate) -> list[np.ndarray]:
-    """``gamma*_t(k | x_<t)`` for t = 0..T-1, each (V^t x p): the posterior over experts."""
-    joint = np.asarray(gate) * inst.P.T
-    out = []
-    for t in range(inst.T):
-        marg = prefix_marginals(joint, inst.V, inst.T, t)
-        out.append(marg / marg.sum(axis=1, keepdims=True))
-    return out
+    """``gamma*_t(k | x_<t)`` for t = 0..T-1, each (V^t x p): the posterior over experts
+    (:func:`theory.routing.bayes_router`)."""
+    with np.errstate(divide="ignore"):
+        log_gate = np.log(np.asarray(gate, dtype=np.float64))
+    return per_prefix(inst, routing.bayes_router(inst.sequences, token_log_probs(inst), log_gate))
 
 
 def routed_model(inst: BigramInstance, router) -> np.ndarray:
     """``r_gamma(x) = prod_t sum_k gamma_t(k | x_<t) pi_k(x_t | x_<t)`` for every sequence x."""
-    cond = inst.conditionals(inst.expert_init, inst.expert_trans)
-    n = inst.V**inst.T
-    log_r = np.zeros(n)
-    for t in range(inst.T):
-        gamma = router[t][np.arange(n) // inst.V ** (inst.T - t)]
-        log_r += np.log(np.einsum("nk,kn->n", gamma, cond[:, :, t]))
-    return np.exp(log_r)
+    return np.exp(routing.routed_log_prob(along_sequences(inst, router), token_log_probs(inst)))
 
 
 def router_kl(inst: BigramInstance, q, true_router, router) -> float:
-    """``sum_t E_{x_<t ~ q}[KL(gamma*_t(.|x_<t) || gamma_t(.|x_<t))]``."""
-    total = 0.0
-    for t in range(inst.T):
-        weight = prefix_marginals(np.asarray(q)[:, None], inst.V, inst.T, t)[:, 0]
-        total += float(weight @ rel_entr(true_router[t], router[t]).sum(axis=1))
-    return total
+    """``sum_t E_{x_<t ~ q}[KL(gamma*_t(.|x_<t) || gamma_t(.|x_<t))]`` (:func:`theory.routing.router_divergence`)."""
+    with np.errstate(divide="ignore"):
+        log_q = np.log(np.asarray(q, dtype=np.float64))
+    return routing.router_divergence(log_q, along_sequences(inst, true_router), along_sequences(inst, router))
 
 
 def joint_path_kl(inst: BigramInstance, teacher, router) -> float:
@@ -155,25 +154,17 @@ def joint_path_kl(inst: BigramInstance, teacher, router) -> float:
 def best_router(inst: BigramInstance, q) -> tuple[list[np.ndarray], float]:
     """The causal router minimising ``KL(q || r_gamma)``, with its certificate.
 
-    The objective splits over prefixes: at each prefix the router weights are the
-    maximum-likelihood mixture weights of the experts' next-symbol distributions for the
-    next-symbol distribution of q (:func:`theory.claims.monolithic.mixture_mle`).
+    :func:`theory.routing.optimal_router`: the objective splits over prefixes, at each
+    the maximum-likelihood mixture weights of the experts' next-symbol distributions for
+    the next-symbol distribution of q. A certificate above its tolerance is no error
+    here: the check that uses it widens its tolerance by the certificate.
     """
-    V, T = inst.V, inst.T
-    cond = inst.conditionals(inst.expert_init, inst.expert_trans)
-    q = np.asarray(q, dtype=np.float64)
-    routers, cert_total = [], 0.0
-    for t in range(T):
-        pre = prefix_marginals(q[:, None], V, T, t)[:, 0]
-        nxt = prefix_marginals(q[:, None], V, T, t + 1)[:, 0].reshape(V**t, V)
-        target = nxt / np.where(pre > 0, pre, 1.0)[:, None]
-        # any sequence with this prefix and next symbol carries the experts' next-symbol law
-        first = np.arange(V ** (t + 1)) * V ** (T - t - 1)
-        comps = cond[:, first, t].reshape(inst.expert_init.shape[0], V**t, V).transpose(1, 0, 2)
-        w, _, cert = mixture_mle(target, comps)
-        routers.append(w)
-        cert_total += float(pre @ cert)
-    return routers, cert_total
+    with np.errstate(divide="ignore"):
+        log_q = np.log(np.asarray(q, dtype=np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ToleranceWarning)
+        fit = routing.optimal_router(inst.sequences, token_log_probs(inst), log_q)
+    return per_prefix(inst, fit.router), fit.gap
 
 
 def perturbed_router(router, scale: float, rng) -> list[np.ndarray]:
@@ -199,7 +190,7 @@ def check_thm18(inst: BigramInstance, gate, rng, *, static: bool, noise_scales=(
     drawn from the Bayes-routed model (the chain rule: an identity; for a static gate
     that model is ``pi_g``), checked by enumeration against :func:`router_kl`.
     """
-    q = np.einsum("nk,kn->n", gate, inst.P)
+    q = gated_model(gate, inst.P)
     star = bayes_router(inst, gate)
     best, cert = best_router(inst, q)
     r_star = routed_model(inst, star)

@@ -18,7 +18,8 @@ from theory.bounds import expert_errors
 from theory.claims import solvers
 from theory.claims.instances import Instance
 from theory.claims.record import ABS_TOL, EQUAL, IDENTITY, LOWER, OBSERVATION, UPPER, Check, tightened, tightened_name
-from theory.divergences import jsd, kl, mixture
+from theory.divergences import jsd, kl, kl_log, mixture
+from theory.routing import mixture_weights
 
 #: Accuracy allowed for the exponential-family fits (L-BFGS, tiny ridge): the
 #: best-in-family errors can be overstated by this much.
@@ -63,38 +64,27 @@ class ExponentialFamily:
 
 
 def kl_to_log_model(a, log_model) -> np.ndarray | float:
-    """``KL(a || exp(log_model))`` for each row of ``a``, with ``0 log 0 = 0``."""
-    a = np.asarray(a, dtype=np.float64)
+    """``KL(a || exp(log_model))`` for each row of ``a``, with ``0 log 0 = 0`` (:func:`theory.divergences.kl_log`)."""
     with np.errstate(divide="ignore"):
-        terms = np.where(a > 0, a * (np.log(np.where(a > 0, a, 1.0)) - log_model), 0.0)
-    out = terms.sum(axis=-1)
-    return out if np.ndim(out) else float(out)
+        return kl_log(np.log(np.asarray(a, dtype=np.float64)), log_model)
 
 
-def mixture_mle(targets, components, *, iterations: int = 20000, tol: float = 1e-10):
+def mixture_mle(targets, components, *, max_iter: int = 20000, tol: float = 1e-10):
     """Mixture weights ``w = argmin_{w in simplex} KL(t || sum_j w_j c_j)`` for a batch of targets.
 
-    ``targets`` is (b x V), ``components`` (b x m x V). EM (Cover's multiplicative
-    update ``w_j <- w_j r_j`` with ``r_j = sum_v t_v c_j(v) / f(v)``); the certificate
-    ``KL(t || f) - min <= log max_j r_j`` is its stopping rule. Returns
-    ``(w, kl, certificate)``, all batched.
+    ``targets`` is (b x V), ``components`` (b x m x V). EM with the certificate
+    ``KL(t || f) - min <= log max_j r_j`` as its stopping rule
+    (:func:`theory.routing.mixture_weights`; stops when the certificates sum to at most
+    ``tol``). Returns ``(w, kl, certificate)``, all batched.
     """
     t = np.atleast_2d(np.asarray(targets, dtype=np.float64))
     C = np.asarray(components, dtype=np.float64)
     if C.ndim == 2:
         C = C[None]
-    w = np.full(C.shape[:2], 1.0 / C.shape[1])
-    for _ in range(iterations):
-        f = np.einsum("bm,bmv->bv", w, C)
-        ratio = np.where(t > 0, t / np.where(f > 0, f, 1.0), 0.0)
-        r = np.einsum("bmv,bv->bm", C, ratio)
-        cert = np.log(r.max(axis=1))
-        if cert.max() <= tol:
-            break
-        w = w * r
-        w /= w.sum(axis=1, keepdims=True)
-    f = np.einsum("bm,bmv->bv", w, C)
-    return w, kl(t, f), np.maximum(cert, 0.0)
+    b, m, V = C.shape
+    fit = mixture_weights(t.reshape(-1), C.transpose(0, 2, 1).reshape(b * V, m), np.repeat(np.arange(b), V),
+                          np.full((b, m), 1.0 / m), tol=tol, max_iter=max_iter)
+    return fit.weights, kl(t, np.einsum("bm,bmv->bv", fit.weights, C)), fit.certificate
 
 
 def refit_mixture(target, components) -> tuple[float, float]:

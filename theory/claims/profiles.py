@@ -1,4 +1,5 @@
-"""How many and how large instances the audit tries: ``quick`` (under a minute) or ``thorough``."""
+"""How many and how large instances the audit tries: ``quick`` (under a minute) or ``full``
+(the names of the figures' profiles, ``python -m figures --profile``)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ QUICK = Profile(
     prior_shrink=(0.3, 0.8),
 )
 
-THOROUGH = Profile(
-    name="thorough",
+FULL = Profile(
+    name="full",
     sizes=((2, 3), (2, 6), (3, 6), (3, 12), (4, 16), (5, 40)),
     qualities=(0.05, 0.3, 0.7, 1.0),
     per_cell=6,
@@ -76,7 +77,7 @@ THOROUGH = Profile(
     prior_shrink=(0.1, 0.3, 0.5, 0.8, 0.95),
 )
 
-PROFILES = {p.name: p for p in (QUICK, THOROUGH)}
+PROFILES = {p.name: p for p in (QUICK, FULL)}
 
 
 def get_profile(name: str) -> Profile:

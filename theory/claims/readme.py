@@ -1,7 +1,7 @@
 """The claims part of the README's "What the suite found", rendered from the audit's JSON report.
 
-Every number in the block comes from the report (``results/claims_thorough.json``);
-``python -m theory claims --out results/claims_thorough.md --readme README.md`` rewrites
+Every number in the block comes from the report (``results/claims_full.json``);
+``python -m theory claims --out results/claims_full.md --readme README.md`` rewrites
 the block between :data:`BEGIN` and :data:`END`, and a test checks that the committed
 block is what the committed report renders to.
 """
@@ -13,10 +13,10 @@ from typing import Any
 
 from theory.errors import InputError
 
-BEGIN = "<!-- claims audit: generated from results/claims_thorough.json by theory.claims.readme; do not edit -->"
+BEGIN = "<!-- claims audit: generated from results/claims_full.json by theory.claims.readme; do not edit -->"
 END = "<!-- end of the generated claims audit -->"
 
-REPORT = "results/claims_thorough.md"
+REPORT = "results/claims_full.md"
 
 
 def _g(x, digits: int = 3) -> str:
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m theory.claims.readme", description=main.__doc__)
-    parser.add_argument("report", type=Path, help="the audit's JSON report (results/claims_thorough.json)")
+    parser.add_argument("report", type=Path, help="the audit's JSON report (results/claims_full.json)")
     parser.add_argument("readme", type=Path, help="the README whose generated claims block is rewritten")
     args = parser.parse_args(argv)
     try:

@@ -179,7 +179,7 @@ def test_simplex_lattice():
 
 
 def test_committed_readme_block_matches_committed_report():
-    report = json.loads((ROOT / "results" / "claims_thorough.json").read_text())
+    report = json.loads((ROOT / "results" / "claims_full.json").read_text())
     assert current_block((ROOT / "README.md").read_text()) == render(report)
 
 
