@@ -11,8 +11,9 @@ from theory.divergences import kl
 from theory.errors import InvalidOptionError
 from theory.gates import gate_from_q, pointwise_hull, require_nonempty_G1
 from theory.options import as_prior, check_tol
-from theory.projection import PriorProjector, project_capped_simplex
+from theory.prior import PriorProjector
 from theory.result import Certificate, SolverResult
+from theory.simplex import project_capped_simplex
 from theory.validation import as_instance
 
 #: The two iterations offered by :func:`solve_fixed_point`.
@@ -67,11 +68,11 @@ def solve_fixed_point(
 
     - ``lam``: exponentiated gradient, ``lam <- Proj_Lambda(lam * exp(eta_lam KL(D || q)))``
       where ``Proj_Lambda`` is the KL (Bregman) projection
-      (:class:`theory.projection.PriorProjector`: a water-fill for box bounds, a small
+      (:class:`theory.prior.PriorProjector`: a water-fill for box bounds, a small
       convex program for a polytope);
     - ``q``: projected gradient, ``q <- Proj(q + eta_q D_lam / q)``, the Euclidean
       projection onto the hull cut by ``sum q = 1``
-      (:func:`theory.projection.project_capped_simplex`).
+      (:func:`theory.simplex.project_capped_simplex`).
 
     The averaged iterates converge at ``O(sqrt(log p / T))``. Default step sizes follow
     that theory: ``eta_lam = sqrt(8 log p / T) / B`` with ``B`` the largest KL at the
