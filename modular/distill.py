@@ -156,7 +156,7 @@ def bayes_router(tokens, token_logp, log_gate) -> np.ndarray:
     return out
 
 
-def optimal_router(tokens, token_logp, log_gate, *, iters: int = 2000, tol: float = 1e-12) -> np.ndarray:
+def optimal_router(tokens, token_logp, log_gate, *, max_iter: int = 2000, tol: float = 1e-12) -> np.ndarray:
     """The causal router minimising ``KL(pi_g || rho_gamma)`` exactly, per prefix, by EM.
 
     For each prefix h (of length t) solves
@@ -183,7 +183,7 @@ def optimal_router(tokens, token_logp, log_gate, *, iters: int = 2000, tol: floa
         parent_mass = _group_sum(child_mass, child_parent)
         cond = child_mass / np.where(parent_mass > 0, parent_mass, 1.0)[child_parent]
         gamma = start[np.unique(parent, return_index=True)[1], t]
-        for _ in range(iters):
+        for _ in range(max_iter):
             mix = np.einsum("ck,ck->c", gamma[child_parent], child_p)
             ratio = cond / np.where(mix > 0, mix, 1.0)
             new = gamma * _group_sum(ratio[:, None] * child_p, child_parent)

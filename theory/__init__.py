@@ -51,7 +51,7 @@ _EXPORTS = {
     ),
     "theory.options": ("FAMILIES",),
     "theory.prior": ("PriorProjector", "PriorSet", "nearest_in_prior"),
-    "theory.result": ("INACCURATE", "NOT_CONVERGED", "OPTIMAL", "SolverResult", "ToleranceWarning"),
+    "theory.result": ("ConvergenceWarning", "INACCURATE", "NOT_CONVERGED", "OPTIMAL", "SolverResult", "warn_if_missed"),
     "theory.solve": ("solve_fixed_mixture", "solve_robust"),
     "theory.validation": ("as_distributions", "as_instance", "as_weights"),
 }

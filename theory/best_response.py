@@ -17,7 +17,6 @@ a Frank-Wolfe duality gap as the certified stopping rule (see :func:`fit_gate_we
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +24,8 @@ import numpy as np
 from theory.errors import InvalidOptionError
 from theory.gates import pointwise_hull, require_nonempty_G1
 from theory.newton import ARMIJO, ROUNDING, PolytopeQP, backtrack, damping, face_step_simplices
-from theory.options import check_family
-from theory.result import ToleranceWarning
+from theory.options import check_family, check_tol
+from theory.result import Certificate, warn_if_missed
 from theory.simplex import water_fill
 from theory.validation import as_instance, as_weights
 
@@ -34,7 +33,7 @@ from theory.validation import as_instance, as_weights
 _STALL_GAP = 1e-8
 
 
-def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:
+def best_response(D, P, lam, *, family: str = "full", cells=None, tol: float = 1e-8) -> np.ndarray:
     """The gate player's best response ``argmin_q sum_k lam_k KL(D_k || q)`` in a family.
 
     Parameters
@@ -47,6 +46,10 @@ def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:
         The gate family: all of G1, static gates, or gates constant on ``cells``.
     cells : array (n,) of int, optional
         Cell of each outcome (required for ``family="partition"``).
+    tol : float
+        Certified suboptimality (nats) accepted from the restricted fit; above it a
+        :class:`~theory.result.ConvergenceWarning` is emitted. The fit itself aims at
+        1e-12 (:func:`fit_gate_weights`).
 
     Returns
     -------
@@ -62,15 +65,11 @@ def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:
         require_nonempty_G1(P)
         lo, hi = pointwise_hull(P)
         return water_fill(v, lo, hi)[0]
+    tol = check_tol(tol)
     labels, n_cells = family_cells(family, cells, D.shape[1])
     fit = fit_gate_weights(v, P, labels, n_cells)
-    if fit.fw_gap > _STALL_GAP * max(1.0, abs(fit.objective)):
-        warnings.warn(
-            f"restricted best response ({family}) stopped with Frank-Wolfe gap {fit.fw_gap:.3g} nats "
-            f"after {fit.iterations} iterations",
-            ToleranceWarning,
-            stacklevel=2,
-        )
+    cert = Certificate.of(fit.objective - fit.fw_gap, fit.objective, tol)
+    warn_if_missed(f"restricted best response ({family})", cert.status, cert.gap, tol, fit.iterations)
     return fit.q
 
 
@@ -89,7 +88,9 @@ class GateWeightsFit:
     """Certified solution of the restricted best response (see :func:`fit_gate_weights`).
 
     ``objective - fw_gap <= min <= objective``; ``objective`` is
-    ``-sum_x v(x) log q(x)`` at the returned weights.
+    ``-sum_x v(x) log q(x)`` at the returned weights ``W`` (C x p; a constant gate's
+    weights are ``W[0]``). ``status`` is ``"optimal"`` when ``fw_gap <= tol``
+    (:class:`theory.result.Certificate`).
     """
 
     W: np.ndarray
@@ -97,6 +98,8 @@ class GateWeightsFit:
     objective: float
     fw_gap: float
     iterations: int
+    status: str
+    tol: float
 
 
 class _CellStructure:
@@ -281,7 +284,8 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
     Returns
     -------
     GateWeightsFit
-        ``fw_gap > tol`` means the iteration limit was reached first.
+        ``status`` other than ``"optimal"``: the iteration limit or the rounding floor
+        of the gap was reached first.
     """
     cs = _CellStructure(P, labels, n_cells)
     qp = cs.polytope()
@@ -329,4 +333,5 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
     else:
         r = np.divide(v, q, out=np.zeros_like(v), where=v > 0)
         gap = _fw_gap(-cs.cell_sums(P * r), W, cs)
-    return GateWeightsFit(W=W, q=q, objective=f, fw_gap=gap, iterations=it)
+    status = Certificate.of(f - gap, f, tol).status
+    return GateWeightsFit(W=W, q=q, objective=f, fw_gap=gap, iterations=it, status=status, tol=tol)

@@ -371,7 +371,7 @@ def solve_dual(
     SolverResult
         ``value = upper`` (the objective of the returned ``q``), ``lam`` the iterate with
         the best lower bound, ``status`` ``"optimal"`` when ``gap <= tol``, otherwise
-        ``"not_converged"`` with a :class:`~theory.result.ToleranceWarning`.
+        ``"not_converged"`` with a :class:`~theory.result.ConvergenceWarning`.
     """
     start = time.perf_counter()
     p = np.shape(D)[0] if np.ndim(D) == 2 else 1

@@ -53,7 +53,7 @@ def solve_fixed_point(
     *,
     prior=None,
     method: str = "gradient",
-    iterations: int = 2000,
+    max_iter: int = 2000,
     eta_lam: float | None = None,
     eta_q: float | None = None,
     tol: float = 1e-6,
@@ -97,11 +97,13 @@ def solve_fixed_point(
     D, P : array_like (p, n)
     prior : PriorSet, optional
     method : {"gradient", "best-response"}
-    iterations : int
-        Number of steps T (also sets the default step sizes).
+    max_iter : int
+        Number of steps T (also sets the default step sizes); fewer are taken when the
+        certified gap reaches ``tol`` first.
     eta_lam, eta_q : float, optional
     tol : float
-        Stop when the certified gap is at most ``tol``; status ``"optimal"`` then.
+        Stop when the certified gap is at most ``tol``; status ``"optimal"`` then,
+        otherwise ``"not_converged"`` with a :class:`~theory.result.ConvergenceWarning`.
     seed : int or None
         Seed of the Dirichlet start point; None starts from uniform weights.
     record_every : int
@@ -118,8 +120,8 @@ def solve_fixed_point(
     start = time.perf_counter()
     if method not in METHODS:
         raise InvalidOptionError(f"unknown fixed-point method {method!r}; allowed: {', '.join(METHODS)}")
-    if iterations < 1 or record_every < 1:
-        raise InvalidOptionError(f"iterations ({iterations}) and record_every ({record_every}) must be positive")
+    if max_iter < 1 or record_every < 1:
+        raise InvalidOptionError(f"max_iter ({max_iter}) and record_every ({record_every}) must be positive")
     tol = check_tol(tol)
     D, P = as_instance(D, P, check=validate)
     p, n = D.shape
@@ -132,10 +134,10 @@ def solve_fixed_point(
     losses = kl(D, q)
     if eta_lam is None:
         scale = float(np.max(losses[np.isfinite(losses)], initial=0.0)) or 1.0
-        eta_lam = np.sqrt(8 * np.log(max(p, 2)) / iterations) / scale
+        eta_lam = np.sqrt(8 * np.log(max(p, 2)) / max_iter) / scale
     if eta_q is None:
         grad_norm = float(np.linalg.norm(_gradient_q(lam @ D, q))) or 1.0
-        eta_q = float(np.linalg.norm(hi - lo)) / (grad_norm * np.sqrt(iterations))
+        eta_q = float(np.linalg.norm(hi - lo)) / (grad_norm * np.sqrt(max_iter))
 
     from theory.best_response import best_response
 
@@ -146,7 +148,7 @@ def solve_fixed_point(
     seen: dict[bytes, int] = {}
     cycle_length = None
     t = 0
-    for t in range(1, iterations + 1):
+    for t in range(1, max_iter + 1):
         lam_sum += lam
         q_sum += q
         losses = kl(D, q)
@@ -162,7 +164,7 @@ def solve_fixed_point(
                 cycle_length = t - seen[key]
             seen[key] = t
 
-        if t % record_every == 0 or t == iterations or cycle_length is not None:
+        if t % record_every == 0 or t == max_iter or cycle_length is not None:
             # Clipping only undoes rounding of the average (it lies in the hull).
             lam_bar, q_bar = lam_sum / t, np.clip(q_sum / t, lo, hi)
             for cand_lam, cand_q in ((lam_bar, q_bar), (lam_next, q_next)):
@@ -189,7 +191,7 @@ def solve_fixed_point(
     info = {"method": method, "eta_lam": float(eta_lam), "eta_q": float(eta_q), "family": "full", **cert.info()}
     if method == "best-response":
         info["cycle_length"] = cycle_length if cycle_length is not None else 0
-    return SolverResult(
+    result = SolverResult(
         q=best_q,
         gate=gate_from_q(best_q, P),
         value=best_upper,
@@ -206,3 +208,4 @@ def solve_fixed_point(
         history=history,
         info=info,
     )
+    return result.warn_if_not_converged()

@@ -145,7 +145,9 @@ def face_step_simplices(G, blocks, W, S, masses, mass_constrained: bool) -> np.n
         Z = np.vstack([np.eye(rest.size), -np.ones((1, rest.size))])
         H = blocks[c][np.ix_(free, free)]
         K = Z.T @ H @ Z
-        g = Z.T @ (G[c, free] + H @ d[c, free])
+        # The gradient of the model at d[c] (fixed entries and pivot moved): it includes
+        # the coupling H[free, active] d[active] of the weights the face sets to zero.
+        g = Z.T @ (G[c, free] + blocks[c][free] @ d[c])
         m = Z.T @ masses[c, free]
         solve = np.linalg.pinv(K, rcond=1e-13, hermitian=True) if rest.size else np.zeros((0, 0))
         parts.append((free, Z, solve @ g, solve @ m, m))

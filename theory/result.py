@@ -16,8 +16,23 @@ NOT_CONVERGED = "not_converged"
 INACCURATE = "inaccurate"
 
 
-class ToleranceWarning(RuntimeWarning):
+class ConvergenceWarning(RuntimeWarning):
     """Emitted when a solver returns without reaching its requested tolerance."""
+
+
+def warn_if_missed(solver: str, status: str, gap: float, tol: float, iterations: int, *, stacklevel: int = 3) -> None:
+    """The one warning of every solver: a :class:`ConvergenceWarning` unless ``status`` is optimal.
+
+    ``stacklevel`` counts from the caller of this function (3: the caller of a solver
+    that calls it directly).
+    """
+    if status != OPTIMAL:
+        warnings.warn(
+            f"{solver}: status {status}, certified gap {gap:.3g} nats "
+            f"above the tolerance {tol:.3g} after {iterations} iterations",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
 
 
 #: Relative size (to the value) of a negative certified gap that is rounding only:
@@ -118,14 +133,8 @@ class SolverResult:
         return self.status == OPTIMAL
 
     def warn_if_not_converged(self) -> "SolverResult":
-        """Emit a :class:`ToleranceWarning` when the tolerance was missed; return self."""
-        if not self.converged:
-            warnings.warn(
-                f"{self.solver}: status {self.status}, certified gap {self.gap:.3g} nats "
-                f"above the tolerance {self.tol:.3g} after {self.iterations} iterations",
-                ToleranceWarning,
-                stacklevel=3,
-            )
+        """Emit a :class:`ConvergenceWarning` when the tolerance was missed; return self."""
+        warn_if_missed(self.solver, self.status, self.gap, self.tol, self.iterations, stacklevel=4)
         return self
 
     def summary(self) -> dict[str, Any]:

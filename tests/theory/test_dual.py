@@ -15,7 +15,7 @@ from theory.dual import _FullFamily, solve_dual
 from theory.errors import InvalidOptionError, ShapeMismatchError
 from theory.gates import gated_model, in_G1
 from theory.prior import PriorSet
-from theory.result import ToleranceWarning
+from theory.result import ConvergenceWarning
 
 REFERENCES = np.load(Path(__file__).parent / "data" / "dual_references.npz")
 CASES = sorted({key.split("/")[0] for key in REFERENCES.files})
@@ -186,7 +186,7 @@ def test_not_converged_when_iterations_run_out():
     rng = np.random.default_rng(10)
     D = rng.dirichlet(np.ones(50), size=5)
     P = 0.5 * D + 0.5 * rng.dirichlet(np.ones(50), size=5)
-    with pytest.warns(ToleranceWarning, match="not_converged"):
+    with pytest.warns(ConvergenceWarning, match="not_converged"):
         res = solve_dual(D, P, max_iter=1, tol=1e-14)
     assert res.status == "not_converged"
     assert res.gap > 1e-14

@@ -71,7 +71,7 @@ def kl_to_log_model(a, log_model) -> np.ndarray | float:
     return out if np.ndim(out) else float(out)
 
 
-def mixture_mle(targets, components, *, iterations: int = 20000, tol: float = 1e-10):
+def mixture_mle(targets, components, *, max_iter: int = 20000, tol: float = 1e-10):
     """Mixture weights ``w = argmin_{w in simplex} KL(t || sum_j w_j c_j)`` for a batch of targets.
 
     ``targets`` is (b x V), ``components`` (b x m x V). EM (Cover's multiplicative
@@ -84,7 +84,7 @@ def mixture_mle(targets, components, *, iterations: int = 20000, tol: float = 1e
     if C.ndim == 2:
         C = C[None]
     w = np.full(C.shape[:2], 1.0 / C.shape[1])
-    for _ in range(iterations):
+    for _ in range(max_iter):
         f = np.einsum("bm,bmv->bv", w, C)
         ratio = np.where(t > 0, t / np.where(f > 0, f, 1.0), 0.0)
         r = np.einsum("bmv,bv->bm", C, ratio)
