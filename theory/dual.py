@@ -31,7 +31,7 @@ from theory.blocks import BLOCK, block, is_mapped, release, spans
 from theory.errors import InvalidOptionError
 from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, require_nonempty_G1
 from theory.newton import ARMIJO, ROUNDING, PolytopeQP, backtrack, bfgs_update, damping, face_step
-from theory.options import as_prior, check_family, check_tol
+from theory.options import as_prior, check_family, check_offsets, check_tol
 from theory.prior import PriorSet
 from theory.result import Certificate, SolverResult
 from theory.simplex import BlockBuffers, WaterLevel, restore_mass, top_mass, water_level, write_block, write_model
@@ -322,6 +322,7 @@ def solve_dual(
     tol: float = 1e-9,
     max_iter: int = 100,
     validate: bool = True,
+    offsets=None,
 ) -> SolverResult:
     """Solve ``min_{q in family} max_{lam in Lambda} sum_k lam_k KL(D_k || q)`` by its dual.
 
@@ -365,6 +366,12 @@ def solve_dual(
     validate : bool
         Check the inputs (distributions, shapes, coverage). Skipping saves passes over
         the data for inputs already validated.
+    offsets : array (p,), optional
+        Play the game shifted by per-domain constants,
+        ``min_q max_{lam in Lambda} sum_k lam_k (KL(D_k || q) - offsets_k)`` (full family
+        only): the excess over each domain's own expert (``offsets = KL(D_k || P_k)``)
+        or the cross-entropy game (``offsets = -H(D_k)``). ``value``, ``lower`` and
+        ``upper`` are then those of the shifted game; ``kl`` stays ``KL(D_k || q)``.
 
     Returns
     -------
@@ -380,10 +387,10 @@ def solve_dual(
     # saves (3x slower measured at n = 1e5, p = 32 on two busy cores). From LARGE_P
     # domains on, the p x p Gram updates are large enough to share between cores.
     with threadpool_limits(limits=1 if p < LARGE_P else None, user_api="blas"):
-        return _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start)
+        return _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, start)
 
 
-def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> SolverResult:
+def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, start) -> SolverResult:
     tol = check_tol(tol)
     if family == "full":
         scan = scan_instance(D, P, check=validate)
@@ -393,8 +400,10 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
     p, n = D.shape
     check_family(family, cells, n)
     prior = as_prior(prior, p)
+    offsets = check_offsets(offsets, p, family)
     if family == "full":
         oracle = _FullFamily.of_scan(scan)
+        oracle.offsets = -offsets
     else:
         labels, n_cells = family_cells(family, cells, n)
         oracle = _RestrictedFamily(D, P, labels, n_cells)
@@ -411,7 +420,7 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
         gap=cert.gap,
         lower=cert.lower,
         upper=cert.upper,
-        kl=run.best_up.kl,
+        kl=run.best_up.kl + offsets,
         iterations=run.iterations,
         seconds=time.perf_counter() - start,
         status=cert.status,

@@ -59,7 +59,8 @@ def solve_robust(
     tol : float
         Certified gap (nats) below which the result is ``"optimal"``.
     **options
-        Passed to the solver (e.g. ``max_iter``).
+        Passed to the solver (e.g. ``max_iter``; ``offsets`` for the dual solver's game
+        shifted by per-domain constants, :func:`theory.dual.solve_dual`).
 
     Returns
     -------
