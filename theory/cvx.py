@@ -275,18 +275,16 @@ def solve_cvxpy(
         # The certificate decides, whatever the conic solver's status text: Clarabel's
         # "optimal_inaccurate" with a certified gap below tol is optimal.
         cert = Certificate.of(lower, upper, tol, missed=INACCURATE)
-    result = SolverResult(
+    return SolverResult.certified(
+        cert,
+        warn=tol is not None,
         q=q,
         gate=gate,
         value=upper,
         lam=lam,
-        gap=cert.gap,
-        lower=cert.lower,
-        upper=cert.upper,
         kl=kls_np,
         iterations=iterations,
         seconds=time.perf_counter() - start,
-        status=cert.status,
         solver="cvxpy",
         tol=math.nan if tol is None else float(tol),
         info={
@@ -297,7 +295,5 @@ def solve_cvxpy(
             "conic_objective": conic_value,
             "solver_options": str(options),
             "mass_before_correction": mass,
-            **cert.info(),
         },
     )
-    return result.warn_if_not_converged() if tol is not None else result

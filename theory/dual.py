@@ -410,19 +410,15 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, st
     run = _ascend(oracle, prior, tol, max_iter)
     # The returned model is written into the oracle's D_lam buffer (no new n-array).
     q = oracle.model(run.best_up, out=getattr(oracle, "v", None))
-    cert = Certificate.of(run.best_low.lower, run.up_value, tol)
-    result = SolverResult(
+    return SolverResult.certified(
+        Certificate.of(run.best_low.lower, run.up_value, tol),
         q=q,
         gate=oracle.gate(run.best_up, q),
         value=run.up_value,
         lam=run.best_low.lam,
-        gap=cert.gap,
-        lower=cert.lower,
-        upper=cert.upper,
         kl=run.best_up.kl + offsets,
         iterations=run.iterations,
         seconds=time.perf_counter() - start,
-        status=cert.status,
         solver="dual",
         tol=tol,
         history=run.history,
@@ -431,10 +427,8 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, st
             "hessian": "exact" if family == "full" else "bfgs",
             "evaluations": run.evaluations,
             "kinks": run.kinks,
-            **cert.info(),
         },
     )
-    return result.warn_if_not_converged()
 
 
 @dataclass

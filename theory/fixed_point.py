@@ -187,25 +187,20 @@ def solve_fixed_point(
                 break
         lam, q = lam_next, q_next
 
-    cert = Certificate.of(best_lower, best_upper, tol)
-    info = {"method": method, "eta_lam": float(eta_lam), "eta_q": float(eta_q), "family": "full", **cert.info()}
+    info = {"method": method, "eta_lam": float(eta_lam), "eta_q": float(eta_q), "family": "full"}
     if method == "best-response":
         info["cycle_length"] = cycle_length if cycle_length is not None else 0
-    result = SolverResult(
+    return SolverResult.certified(
+        Certificate.of(best_lower, best_upper, tol),
         q=best_q,
         gate=gate_from_q(best_q, P),
         value=best_upper,
         lam=best_lam,
-        gap=cert.gap,
-        lower=cert.lower,
-        upper=cert.upper,
         kl=kl(D, best_q),
         iterations=t,
         seconds=time.perf_counter() - start,
-        status=cert.status,
         solver="fixed-point",
         tol=tol,
         history=history,
         info=info,
     )
-    return result.warn_if_not_converged()

@@ -128,13 +128,26 @@ class SolverResult:
     history: dict[str, list] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def certified(cls, cert: Certificate, *, warn: bool = True, info: dict | None = None, **fields) -> "SolverResult":
+        """The result of a solver whose certificate is ``cert``: the one rule for every solver.
+
+        ``gap``, ``lower``, ``upper`` and ``status`` are the certificate's (status from
+        the certified gap and the requested ``tol``, never from a third-party solver's
+        word), ``cert.info()`` joins ``info``, and a missed tolerance gives one
+        :class:`ConvergenceWarning` (unless ``warn=False``). ``fields`` are the others.
+        """
+        result = cls(gap=cert.gap, lower=cert.lower, upper=cert.upper, status=cert.status,
+                     info={**(info or {}), **cert.info()}, **fields)
+        return result.warn_if_not_converged(stacklevel=5) if warn else result
+
     @property
     def converged(self) -> bool:
         return self.status == OPTIMAL
 
-    def warn_if_not_converged(self) -> "SolverResult":
+    def warn_if_not_converged(self, *, stacklevel: int = 4) -> "SolverResult":
         """Emit a :class:`ConvergenceWarning` when the tolerance was missed; return self."""
-        warn_if_missed(self.solver, self.status, self.gap, self.tol, self.iterations, stacklevel=4)
+        warn_if_missed(self.solver, self.status, self.gap, self.tol, self.iterations, stacklevel=stacklevel)
         return self
 
     def summary(self) -> dict[str, Any]:

@@ -152,21 +152,16 @@ def solve_fixed_mixture(
         ratio = np.divide(target, q, out=np.zeros_like(q), where=target > 0)
         lower = value - (float((P @ ratio).max()) - 1.0)
         gate = constant_gate(fit.W[0], n)
-    cert = Certificate.of(lower, value, tol)
-    result = SolverResult(
+    return SolverResult.certified(
+        Certificate.of(lower, value, tol),
         q=q,
         gate=gate,
         value=value,
         lam=lam,
-        gap=cert.gap,
-        lower=cert.lower,
-        upper=cert.upper,
         kl=kl(D, q),
         iterations=1,
         seconds=time.perf_counter() - start,
-        status=cert.status,
         solver="water-fill",
         tol=tol,
-        info={"family": family, "problem": "fixed-mixture", **cert.info()},
+        info={"family": family, "problem": "fixed-mixture"},
     )
-    return result.warn_if_not_converged()
