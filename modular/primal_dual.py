@@ -231,7 +231,7 @@ class RobustGateResult:
         return _finite_or_none(out)
 
 
-def kl_project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iters: int = 64) -> torch.Tensor:
+def kl_project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, max_iter: int = 64) -> torch.Tensor:
     """KL projection of a positive vector onto ``{lam : sum lam = 1, lo <= lam <= hi}``.
 
     Solves ``min_lam KL(lam || v)`` on that set; the solution is ``clip(c v, lo, hi)``
@@ -240,12 +240,12 @@ def kl_project_capped_simplex(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tenso
     ``[log(1/min v) - 200, log(1/min v)]`` starts with every entry at its upper bound at
     the right end and at most ``e^-200`` above its lower bound at the left end.
 
-    This is the torch counterpart of :class:`theory.projection.PriorProjector` for box
-    bounds; :func:`theory.projection.project_capped_simplex` is the Euclidean projection.
+    This is the torch counterpart of :class:`theory.prior.PriorProjector` for box
+    bounds; :func:`theory.simplex.project_capped_simplex` is the Euclidean projection.
     """
     t_hi = -torch.log(v.min())
     t_lo = t_hi - 200.0
-    for _ in range(iters):
+    for _ in range(max_iter):
         t = 0.5 * (t_lo + t_hi)
         over = torch.clamp(torch.exp(t) * v, lo, hi).sum() > 1
         t_hi = torch.where(over, t, t_hi)

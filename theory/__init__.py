@@ -19,7 +19,7 @@ from theory.best_response import best_response
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
     "theory.best_response": ("GateWeightsFit", "fit_gate_weights"),
-    "theory.simplex": ("water_fill",),
+    "theory.simplex": ("project_capped_simplex", "restore_mass", "water_fill"),
     "theory.capacity": ("CapacityResult", "blahut_arimoto"),
     "theory.certificate": ("dual_function",),
     "theory.cvx": ("solve_cvxpy",),
@@ -50,9 +50,8 @@ _EXPORTS = {
         "require_nonempty_G1",
     ),
     "theory.options": ("FAMILIES",),
-    "theory.prior": ("PriorSet",),
-    "theory.projection": ("PriorProjector", "nearest_in_prior", "project_capped_simplex"),
-    "theory.result": ("INACCURATE", "NOT_CONVERGED", "OPTIMAL", "SolverResult", "ToleranceWarning"),
+    "theory.prior": ("PriorProjector", "PriorSet", "nearest_in_prior"),
+    "theory.result": ("ConvergenceWarning", "INACCURATE", "NOT_CONVERGED", "OPTIMAL", "SolverResult", "warn_if_missed"),
     "theory.solve": ("solve_fixed_mixture", "solve_robust"),
     "theory.validation": ("as_distributions", "as_instance", "as_weights"),
 }

@@ -17,27 +17,23 @@ a Frank-Wolfe duality gap as the certified stopping rule (see :func:`fit_gate_we
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from theory.errors import InvalidOptionError
 from theory.gates import pointwise_hull, require_nonempty_G1
-from theory.options import check_family
-from theory.result import ToleranceWarning
+from theory.newton import ARMIJO, ROUNDING, PolytopeQP, backtrack, damping, face_step_simplices
+from theory.options import check_family, check_tol
+from theory.result import Certificate, warn_if_missed
 from theory.simplex import water_fill
 from theory.validation import as_instance, as_weights
 
-#: Near the optimum the Newton decrease (~ gap^2) falls below the rounding of the
-#: objective; a step is then accepted when it does not increase the objective beyond
-#: rounding, and the Frank-Wolfe gap at the new point decides whether it helped.
-_ROUNDING = 4 * np.finfo(float).eps
 #: Below this relative Frank-Wolfe gap a stalled Newton iteration has reached its rounding floor.
 _STALL_GAP = 1e-8
 
 
-def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:
+def best_response(D, P, lam, *, family: str = "full", cells=None, tol: float = 1e-8) -> np.ndarray:
     """The gate player's best response ``argmin_q sum_k lam_k KL(D_k || q)`` in a family.
 
     Parameters
@@ -50,6 +46,10 @@ def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:
         The gate family: all of G1, static gates, or gates constant on ``cells``.
     cells : array (n,) of int, optional
         Cell of each outcome (required for ``family="partition"``).
+    tol : float
+        Certified suboptimality (nats) accepted from the restricted fit; above it a
+        :class:`~theory.result.ConvergenceWarning` is emitted. The fit itself aims at
+        1e-12 (:func:`fit_gate_weights`).
 
     Returns
     -------
@@ -65,15 +65,11 @@ def best_response(D, P, lam, *, family: str = "full", cells=None) -> np.ndarray:
         require_nonempty_G1(P)
         lo, hi = pointwise_hull(P)
         return water_fill(v, lo, hi)[0]
+    tol = check_tol(tol)
     labels, n_cells = family_cells(family, cells, D.shape[1])
     fit = fit_gate_weights(v, P, labels, n_cells)
-    if fit.fw_gap > _STALL_GAP * max(1.0, abs(fit.objective)):
-        warnings.warn(
-            f"restricted best response ({family}) stopped with Frank-Wolfe gap {fit.fw_gap:.3g} nats "
-            f"after {fit.iterations} iterations",
-            ToleranceWarning,
-            stacklevel=2,
-        )
+    cert = Certificate.of(fit.objective - fit.fw_gap, fit.objective, tol)
+    warn_if_missed(f"restricted best response ({family})", cert.status, cert.gap, tol, fit.iterations)
     return fit.q
 
 
@@ -92,7 +88,9 @@ class GateWeightsFit:
     """Certified solution of the restricted best response (see :func:`fit_gate_weights`).
 
     ``objective - fw_gap <= min <= objective``; ``objective`` is
-    ``-sum_x v(x) log q(x)`` at the returned weights.
+    ``-sum_x v(x) log q(x)`` at the returned weights ``W`` (C x p; a constant gate's
+    weights are ``W[0]``). ``status`` is ``"optimal"`` when ``fw_gap <= tol``
+    (:class:`theory.result.Certificate`).
     """
 
     W: np.ndarray
@@ -100,6 +98,8 @@ class GateWeightsFit:
     objective: float
     fw_gap: float
     iterations: int
+    status: str
+    tol: float
 
 
 class _CellStructure:
@@ -113,14 +113,22 @@ class _CellStructure:
         self.n_cells = n_cells
         p, n = P.shape
         self.indicator = sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(n_cells, n))
-        self.masses = np.asarray(self.indicator @ P.T)
+        self.masses = cell_masses(P, labels, n_cells)
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], np.arange(n_cells + 1))
         self.members = [order[bounds[c] : bounds[c + 1]] for c in range(n_cells)]
-        # Mass is sum_ck W_ck m_ck; it is implied by the row sums when m_ck does not
-        # depend on k (one cell, or experts that agree on every cell's mass). A nearly
-        # redundant constraint would only add rounding noise (m_ck are sums of n terms).
-        self.mass_constrained = n_cells > 1 and bool(np.ptp(self.masses, axis=1).max() > 1e-12)
+        self.mass_constrained = mass_is_constrained(self.masses)
+
+    def polytope(self) -> PolytopeQP:
+        """The step QP over the gate weights: rows in the simplex, mass one when constrained."""
+        from scipy import sparse
+
+        C, p = self.masses.shape
+        eq = [sparse.kron(sparse.eye(C), np.ones((1, p)))]
+        if self.mass_constrained:
+            eq.append(sparse.csr_matrix(self.masses.reshape(1, -1)))
+        A_eq = sparse.vstack(eq)
+        return PolytopeQP(A_eq, np.ones(A_eq.shape[0]), np.zeros(C * p))
 
     def model(self, W) -> np.ndarray:
         return np.einsum("kn,nk->n", self.P, W[self.labels])
@@ -138,25 +146,46 @@ def _objective(v, q) -> float:
     return float(-(v[on] @ np.log(q[on])))
 
 
-def _repair(W, cs: _CellStructure) -> np.ndarray:
-    """Map a nearly feasible W onto the polytope: rows in the simplex and mass one.
+def cell_masses(P, labels, n_cells) -> np.ndarray:
+    """Expert masses of the cells of a partition: ``m_ck = P_k(cell c)`` as (C x p)."""
+    from scipy import sparse  # imported on use: theory's start-up stays cheap
 
-    Clips and renormalises rows, then mixes with the row-wise mass-minimising (or
-    maximising) gate to hit mass one exactly; the mixing weight is of the order of the
-    QP solver's feasibility error.
+    n = P.shape[1]
+    indicator = sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(n_cells, n))
+    return np.asarray(indicator @ P.T)
+
+
+def mass_is_constrained(masses) -> bool:
+    """Whether ``sum_ck W_ck m_ck = 1`` constrains partition weights beyond their row sums.
+
+    It is implied by the row sums when ``m_ck`` does not depend on k (one cell, or experts
+    that agree on every cell's mass); a nearly redundant constraint would only add
+    rounding noise (``m_ck`` are sums of n terms) and make its repair ill posed.
+    """
+    return masses.shape[0] > 1 and bool(np.ptp(masses, axis=1).max() > 1e-12)
+
+
+def repair_gate_weights(W, masses) -> np.ndarray:
+    """Map nearly feasible partition weights onto the polytope: rows in the simplex, mass one.
+
+    Clips and renormalises the rows of ``W`` (C x p), then restores the mass
+    ``sum_ck W_ck m_ck = 1`` exactly by mixing with the gate that puts each cell's weight
+    on its heaviest expert (mass too low) or lightest (too high):
+    ``sum_c max_k m_ck >= 1 >= sum_c min_k m_ck``, so the mixing weight lies in [0, 1] and
+    is of the order of the feasibility error of the solver that produced ``W``.
     """
     W = np.clip(W, 0.0, None)
     W /= W.sum(axis=1, keepdims=True)
-    if not cs.mass_constrained:
+    if not mass_is_constrained(masses):
         return W
-    rows = np.arange(cs.n_cells)
-    mass = float((W * cs.masses).sum())
+    rows = np.arange(W.shape[0])
+    mass = float((W * masses).sum())
     extreme = np.zeros_like(W)
-    pick = cs.masses.argmin(axis=1) if mass > 1 else cs.masses.argmax(axis=1)
+    pick = masses.argmin(axis=1) if mass > 1 else masses.argmax(axis=1)
     extreme[rows, pick] = 1.0
-    m_ext = float((extreme * cs.masses).sum())
+    m_ext = float((extreme * masses).sum())
     if mass != 1.0 and m_ext != mass:
-        s = (mass - 1.0) / (mass - m_ext)
+        s = min(max((mass - 1.0) / (mass - m_ext), 0.0), 1.0)
         W = (1 - s) * W + s * extreme
     return W
 
@@ -198,74 +227,13 @@ def _fw_gap(G, W, cs: _CellStructure) -> float:
     return value - max(h(a), h(b))
 
 
-def _newton_qp(G, blocks, W, mu, cs: _CellStructure) -> np.ndarray:
+def _newton_qp(qp: PolytopeQP, G, blocks, W, mu, cs: _CellStructure) -> np.ndarray:
     """Minimise ``<G, S - W> + 1/2 (S - W)' (H + mu I) (S - W)`` over the gate polytope."""
-    import clarabel
     from scipy import sparse
 
     C, p = G.shape
     Hm = sparse.block_diag(blocks, format="csc") + mu * sparse.eye(C * p, format="csc")
-    lin = G.ravel() - Hm @ W.ravel()
-    eq = [sparse.kron(sparse.eye(C), np.ones((1, p)))]
-    if cs.mass_constrained:
-        eq.append(sparse.csr_matrix(cs.masses.reshape(1, -1)))
-    A_eq = sparse.vstack(eq)
-    A = sparse.vstack([A_eq, -sparse.eye(C * p)], format="csc")
-    b = np.concatenate([np.ones(A_eq.shape[0]), np.zeros(C * p)])
-    settings = clarabel.DefaultSettings()
-    settings.verbose = False
-    settings.tol_gap_abs = settings.tol_gap_rel = 1e-12
-    settings.tol_feas = 1e-12
-    solver = clarabel.DefaultSolver(
-        sparse.triu(Hm, format="csc"), lin, A, b, [clarabel.ZeroConeT(A_eq.shape[0]), clarabel.NonnegativeConeT(C * p)], settings
-    )
-    sol = solver.solve()
-    return _repair(np.asarray(sol.x).reshape(C, p), cs)
-
-
-def _polished_step(G, blocks, W, S, cs: _CellStructure) -> np.ndarray | None:
-    """Exact Newton step on the face of the polytope that the QP solution ``S`` picks.
-
-    Near the optimum the Newton decrease (``~ gap^2``) is far below an interior-point
-    solver's accuracy, so the QP only identifies the active bounds ``S_ck ~ 0``; the step
-    itself solves the Newton system on that face. Each cell's row-sum constraint is
-    eliminated exactly (the last free weight absorbs the others), so the constraints hold
-    to the rounding of ``|d|`` rather than of the O(1) multipliers; the one global mass
-    constraint is then a scalar Schur complement over the per-cell reduced systems.
-    Returns None when the step would leave the polytope.
-    """
-    C, p = G.shape
-    active = S <= 1e-9
-    d = np.where(active, -W, 0.0)
-    parts = []
-    for c in range(C):
-        free = np.flatnonzero(~active[c])
-        if free.size == 0:
-            return None
-        pivot, rest = free[-1], free[:-1]
-        d[c, pivot] -= d[c].sum()
-        Z = np.vstack([np.eye(rest.size), -np.ones((1, rest.size))])
-        H = blocks[c][np.ix_(free, free)]
-        K = Z.T @ H @ Z
-        g = Z.T @ (G[c, free] + H @ d[c, free])
-        m = Z.T @ cs.masses[c, free]
-        solve = np.linalg.pinv(K, rcond=1e-13, hermitian=True) if rest.size else np.zeros((0, 0))
-        parts.append((free, Z, solve @ g, solve @ m, m))
-    beta = 0.0
-    if cs.mass_constrained:
-        shortfall = 1.0 - float((cs.masses * (W + d)).sum())
-        denom = sum(float(m @ b) for _, _, _, b, m in parts)
-        if denom > 0:
-            beta = -(shortfall + sum(float(m @ a) for _, _, a, _, m in parts)) / denom
-    for c, (free, Z, a, b, _) in enumerate(parts):
-        d[c, free] -= Z @ (a + beta * b)
-    below = W + d < 0
-    if (W + d < -1e-15).any():
-        return None
-    # Weights that the step takes below zero by rounding land on zero exactly, so that
-    # the line search's W + step d (and the model q_W) stays non-negative for step <= 1.
-    d[below] = -W[below]
-    return d
+    return repair_gate_weights(qp.solve(Hm, G.ravel() - Hm @ W.ravel()).reshape(C, p), cs.masses)
 
 
 def _descend(v, cs: _CellStructure, W, f: float, G, d):
@@ -276,16 +244,23 @@ def _descend(v, cs: _CellStructure, W, f: float, G, d):
     if d is None:
         return None
     slope = float((G * d).sum())
-    step = 1.0
     # A slope of rounding size (e.g. a step that only restores the mass) is tried too.
-    while step > 1e-12 and slope < _ROUNDING * abs(f):
+    if not slope < ROUNDING * abs(f):
+        return None
+
+    def trial(step):
         W_try = W + step * d
         q_try = cs.model(W_try)
-        f_try = _objective(v, q_try)
-        if f_try <= f + 1e-4 * step * min(slope, 0.0) + _ROUNDING * abs(f):
-            return W_try, q_try, f_try, step
-        step *= 0.5
-    return None
+        return W_try, q_try, _objective(v, q_try)
+
+    def accept(candidate, step):
+        # Near the optimum the Newton decrease (~ gap^2) falls below the rounding of the
+        # objective: a step that does not increase it beyond rounding is accepted, and
+        # the Frank-Wolfe gap at the new point decides whether it helped.
+        return candidate[2] <= f + ARMIJO * step * min(slope, 0.0) + ROUNDING * abs(f)
+
+    found, step = backtrack(trial, accept, min_step=1e-12)
+    return None if found is None else (*found, step)
 
 
 def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_iter: int = 100) -> GateWeightsFit:
@@ -309,9 +284,11 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
     Returns
     -------
     GateWeightsFit
-        ``fw_gap > tol`` means the iteration limit was reached first.
+        ``status`` other than ``"optimal"``: the iteration limit or the rounding floor
+        of the gap was reached first.
     """
     cs = _CellStructure(P, labels, n_cells)
+    qp = cs.polytope()
     p = P.shape[0]
     W = np.full((n_cells, p), 1.0 / p) if W0 is None else np.asarray(W0, dtype=np.float64)
     q = cs.model(W)
@@ -337,23 +314,24 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
             break
         weight = np.divide(r, q, out=np.zeros_like(v), where=v > 0)
         blocks = [(P[:, idx] * weight[idx]) @ P[:, idx].T for idx in cs.members]
-        S = _newton_qp(G, blocks, W, mu * max(1.0, max(np.trace(b) for b in blocks)), cs)
-        trial = _descend(v, cs, W, f, G, _polished_step(G, blocks, W, S, cs))
-        if trial is None or trial[2] > f - _ROUNDING * abs(f):
+        S = _newton_qp(qp, G, blocks, W, mu * max(1.0, max(np.trace(b) for b in blocks)), cs)
+        trial = _descend(v, cs, W, f, G, face_step_simplices(G, blocks, W, S, cs.masses, cs.mass_constrained))
+        if trial is None or trial[2] > f - ROUNDING * abs(f):
             # The polished step made no strict progress: its face can be wrong when the QP
             # raises a weight from zero by less than the active threshold (near-disjoint
             # experts, where that weight is all a domain's outcomes have). The QP's own step
             # then moves it; it is kept only when it does strictly better.
             plain = _descend(v, cs, W, f, G, S - W)
-            if plain is not None and (trial is None or plain[2] < trial[2] - _ROUNDING * abs(f)):
+            if plain is not None and (trial is None or plain[2] < trial[2] - ROUNDING * abs(f)):
                 trial = plain
         if trial is None:
             # No descent left at working precision: the Frank-Wolfe gap is the final word.
             break
         W_try, q_try, f_try, step = trial
         W, q, f = W_try, q_try, f_try
-        mu = mu / 10 if step == 1.0 else mu * 10
+        mu = damping(mu, step)
     else:
         r = np.divide(v, q, out=np.zeros_like(v), where=v > 0)
         gap = _fw_gap(-cs.cell_sums(P * r), W, cs)
-    return GateWeightsFit(W=W, q=q, objective=f, fw_gap=gap, iterations=it)
+    status = Certificate.of(f - gap, f, tol).status
+    return GateWeightsFit(W=W, q=q, objective=f, fw_gap=gap, iterations=it, status=status, tol=tol)

@@ -9,7 +9,8 @@ import numpy as np
 from scipy.special import logsumexp
 
 from theory.divergences import kl
-from theory.result import NOT_CONVERGED, OPTIMAL
+from theory.options import check_tol
+from theory.result import Certificate, warn_if_missed
 from theory.validation import as_distributions
 
 
@@ -33,7 +34,8 @@ class CapacityResult:
     iterations : int
     seconds : float
     status : str
-        ``"optimal"`` when ``gap <= tol``, else ``"not_converged"``.
+        ``"optimal"`` when ``gap <= tol``, else ``"not_converged"`` (with a
+        :class:`~theory.result.ConvergenceWarning`).
     tol : float
     """
 
@@ -73,6 +75,7 @@ def blahut_arimoto(W, *, tol: float = 1e-12, max_iter: int = 100_000) -> Capacit
     CapacityResult
     """
     start = time.perf_counter()
+    tol = check_tol(tol)
     W = as_distributions(W, "channel")
     p = W.shape[0]
     log_r = np.full(p, -np.log(p))
@@ -89,15 +92,17 @@ def blahut_arimoto(W, *, tol: float = 1e-12, max_iter: int = 100_000) -> Capacit
     # The bracket was computed at this input, so it is the one returned.
     r = np.exp(log_r)
     r /= r.sum()
+    cert = Certificate.of(lower, upper, tol)
+    warn_if_missed("blahut-arimoto", cert.status, cert.gap, tol, it)
     return CapacityResult(
-        capacity=lower,
+        capacity=cert.lower,
         input=r,
         output=r @ W,
-        gap=upper - lower,
-        lower=lower,
-        upper=upper,
+        gap=cert.gap,
+        lower=cert.lower,
+        upper=cert.upper,
         iterations=it,
         seconds=time.perf_counter() - start,
-        status=OPTIMAL if upper - lower <= tol else NOT_CONVERGED,
+        status=cert.status,
         tol=tol,
     )

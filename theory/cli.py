@@ -90,7 +90,8 @@ def run_solve(args: argparse.Namespace) -> int:
         if fixed_solver is None:
             raise InputError(f"--mixture is solved by --solver dual (water-fill) or cvxpy, not {args.solver}")
         weights = parse_vector(args.mixture, "--mixture")
-        result = _solved(lambda: solve_fixed_mixture(D, P, weights, solver=fixed_solver, family=family, cells=cells),
+        result = _solved(lambda: solve_fixed_mixture(D, P, weights, solver=fixed_solver, family=family, cells=cells,
+                                                       tol=args.tol),
                          fixed_solver)
     else:
         prior = None

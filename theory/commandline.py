@@ -107,7 +107,7 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
     command saved before, e.g. a checkpoint, stays on disk). Anything else is a bug and
     keeps its traceback.
 
-    Warnings raised meanwhile (numpy's RuntimeWarning, a ToleranceWarning) are held back:
+    Warnings raised meanwhile (numpy's RuntimeWarning, a ConvergenceWarning) are held back:
     printed after a result, dropped before a one-line error, which then stays one line.
     """
     with warnings.catch_warnings(record=True) as caught:

@@ -10,13 +10,15 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
+from theory.best_response import cell_masses, repair_gate_weights
 from theory.certificate import dual_function
 from theory.divergences import kl, mixture as mix
 from theory.errors import InvalidOptionError, SolverFailedError
 from theory.gates import constant_gate, gate_from_q, partition_gate, pointwise_hull, require_nonempty_G1
 from theory.options import as_prior, check_family, check_tol
-from theory.projection import nearest_in_prior, project_capped_simplex
+from theory.prior import nearest_in_prior
 from theory.result import INACCURATE, OPTIMAL, Certificate, SolverResult
+from theory.simplex import project_capped_simplex
 from theory.validation import as_instance, as_weights
 
 #: Clarabel settings tried in turn: its defaults (1e-8) leave certified gaps near 1e-7
@@ -82,8 +84,8 @@ class _GatedModel:
         Conic solvers return points feasible to about 1e-10; the full family is projected
         onto the hull cut by ``sum q = 1`` (:func:`project_capped_simplex`), gate weights
         are clipped to be non-negative and renormalised, and a partition gate is moved
-        (by ~1e-10) to give mass one exactly. ``mass`` is ``sum q`` before that correction
-        (only the partition family can miss one).
+        (by ~1e-10) to give mass one exactly (:func:`theory.best_response.repair_gate_weights`).
+        ``mass`` is ``sum q`` before that correction (only the partition family can miss one).
         """
         if self.family == "full":
             if self.var is None:
@@ -97,20 +99,9 @@ class _GatedModel:
             return w @ self.P, constant_gate(w, self.P.shape[1]), 1.0
         W = np.maximum(np.asarray(self.var.value, dtype=np.float64), 0.0)
         W /= W.sum(axis=1, keepdims=True)
-        # Cell masses m[c, k] = P_k(cell c); the total mass W . m is linear in W. Restore
-        # mass one exactly by mixing in the gate that puts each cell's weight on its
-        # heaviest (mass too low) or lightest (too high) expert: sum_c max_k m >= 1 >= sum_c min_k m.
-        m = np.zeros_like(W)
-        np.add.at(m, self.cells, self.P.T)
-        mass = float((W * m).sum())
-        pick = m.argmax(axis=1) if mass < 1 else m.argmin(axis=1)
-        E = np.zeros_like(W)
-        E[np.arange(W.shape[0]), pick] = 1.0
-        mass_E = float((E * m).sum())
-        # Below rounding level the correction is itself rounding (and its step ill-posed).
-        if abs(1.0 - mass) > 1e-14:
-            step = min(max((1.0 - mass) / (mass_E - mass), 0.0), 1.0)
-            W = (1 - step) * W + step * E
+        masses = cell_masses(self.P, self.cells, W.shape[0])
+        mass = float((W * masses).sum())
+        W = repair_gate_weights(W, masses)
         gate = partition_gate(W, self.cells)
         return np.einsum("nk,kn->n", gate, self.P), gate, mass
 
@@ -284,18 +275,16 @@ def solve_cvxpy(
         # The certificate decides, whatever the conic solver's status text: Clarabel's
         # "optimal_inaccurate" with a certified gap below tol is optimal.
         cert = Certificate.of(lower, upper, tol, missed=INACCURATE)
-    result = SolverResult(
+    return SolverResult.certified(
+        cert,
+        warn=tol is not None,
         q=q,
         gate=gate,
         value=upper,
         lam=lam,
-        gap=cert.gap,
-        lower=cert.lower,
-        upper=cert.upper,
         kl=kls_np,
         iterations=iterations,
         seconds=time.perf_counter() - start,
-        status=cert.status,
         solver="cvxpy",
         tol=math.nan if tol is None else float(tol),
         info={
@@ -306,7 +295,5 @@ def solve_cvxpy(
             "conic_objective": conic_value,
             "solver_options": str(options),
             "mass_before_correction": mass,
-            **cert.info(),
         },
     )
-    return result.warn_if_not_converged() if tol is not None else result

@@ -21,26 +21,21 @@ from dataclasses import dataclass, field
 
 from typing import Callable
 
-import clarabel
 import numpy as np
-from scipy import sparse
-from scipy.linalg import blas, null_space
+from scipy.linalg import blas
 from scipy.special import rel_entr
 from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights
 from theory.blocks import BLOCK, block, is_mapped, release, spans
-from theory.errors import InvalidOptionError
 from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, require_nonempty_G1
-from theory.options import as_prior, check_family, check_tol
+from theory.newton import ARMIJO, ROUNDING, PolytopeQP, backtrack, bfgs_update, damping, face_step
+from theory.options import as_prior, check_family, check_offsets, check_tol
 from theory.prior import PriorSet
 from theory.result import Certificate, SolverResult
-from theory.simplex import BlockBuffers, WaterLevel, top_mass, water_level, write_block, write_model
+from theory.simplex import BlockBuffers, WaterLevel, restore_mass, top_mass, water_level, write_block, write_model
 from theory.validation import as_instance, scan_instance
 
-#: Steps whose gain is below the rounding of phi are accepted on the model's word;
-#: the certificate at the new point is recomputed, so nothing unverified is reported.
-_ROUNDING = 4 * np.finfo(float).eps
 #: Stop when the certified gap has not shrunk over this many steps (rounding floor).
 _STALL = 3
 #: Mass left over by a water-fill with ``nu = 0`` above which its best response is not
@@ -282,91 +277,24 @@ class _RestrictedFamily:
 
 
 class _StepQP:
-    """Newton-type step over Lambda: ``max g.d - 1/2 d' M d`` s.t. ``lam + d in Lambda``.
-
-    Solved with Clarabel's native API (sparse matrices and cones, no modelling layer).
-    """
+    """Newton-type step over Lambda: ``max g.d - 1/2 d' M d`` s.t. ``lam + d in Lambda``."""
 
     def __init__(self, prior: PriorSet):
         p = prior.p
         self.lo, self.hi = prior.bounds()
-        rows = [sparse.csc_matrix(np.ones((1, p))), -sparse.eye(p, format="csc")]
-        rhs = [np.ones(1), -self.lo]
-        upper = self.hi < 1
-        if upper.any():
-            rows.append(sparse.eye(p, format="csc")[np.flatnonzero(upper)])
-            rhs.append(self.hi[upper])
-        if prior.A is not None:
-            rows.append(sparse.csc_matrix(prior.A))
-            rhs.append(prior.b)
-        self.A = sparse.vstack(rows, format="csc")
-        self.b = np.concatenate(rhs)
-        self.cones = [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(self.A.shape[0] - 1)]
-        self.settings = clarabel.DefaultSettings()
-        self.settings.verbose = False
-        self.settings.tol_feas = 1e-12
-        self.settings.tol_gap_abs = self.settings.tol_gap_rel = 1e-12
         self.A_poly, self.b_poly = prior.A, prior.b
+        self.qp = PolytopeQP(np.ones((1, p)), np.ones(1), self.lo, self.hi, self.hi < 1, prior.A, prior.b)
 
     def __call__(self, lam, g, M) -> list[np.ndarray]:
-        """Candidate steps ``d``: the polished Newton step on the QP's face, then the QP's."""
-        lin = -(M @ lam + g)
-        solver = clarabel.DefaultSolver(sparse.triu(M, format="csc"), lin, self.A, self.b, self.cones, self.settings)
-        x = self._into_prior(np.asarray(solver.solve().x))
-        polished = self._polish(lam, g, M, x)
+        """Candidate steps ``d``: the polished Newton step on the QP's face, then the QP's.
+
+        The QP's solution is moved into Lambda (:func:`theory.simplex.restore_mass`) so
+        that ``phi(lam)`` stays a valid lower bound at every iterate (polytope rows are
+        met to Clarabel's 1e-12 feasibility tolerance).
+        """
+        x = restore_mass(self.qp.solve(M, -(M @ lam + g)), self.lo, self.hi)
+        polished = face_step(x, lam, g, M, self.lo, self.hi, self.A_poly, self.b_poly)
         return [d for d in (polished, x - lam) if d is not None]
-
-    def _polish(self, lam, g, M, x) -> np.ndarray | None:
-        """Exact Newton step on the face of Lambda that the QP solution ``x`` lies on.
-
-        An interior-point solution is accurate to ~1e-12 in lam, which limits the
-        certificate near the optimum; the face (active bounds and polytope rows) is
-        what the QP identifies reliably, and the step on it is a small null-space solve.
-        None when the step leaves Lambda.
-        """
-        p = lam.shape[0]
-        at_lo = x <= self.lo + 1e-9
-        at_hi = (x >= self.hi - 1e-9) & ~at_lo
-        fixed = at_lo | at_hi
-        d = np.zeros(p)
-        d[at_lo] = self.lo[at_lo] - lam[at_lo]
-        d[at_hi] = self.hi[at_hi] - lam[at_hi]
-        free = ~fixed
-        eq_rows = [np.ones((1, p))]
-        eq_rhs = [np.array([1.0 - lam.sum()])]
-        if self.A_poly is not None:
-            tight = self.A_poly @ x >= self.b_poly - 1e-9
-            eq_rows.append(self.A_poly[tight])
-            eq_rhs.append(self.b_poly[tight] - self.A_poly[tight] @ lam)
-        E = np.vstack(eq_rows)
-        rhs = np.concatenate(eq_rhs) - E[:, fixed] @ d[fixed]
-        Ef = E[:, free]
-        d_free = np.linalg.pinv(Ef) @ rhs
-        Z = null_space(Ef) if free.any() else np.zeros((0, 0))
-        if Z.size:
-            Mf = M[np.ix_(free, free)]
-            grad = g[free] - M[np.ix_(free, fixed)] @ d[fixed] - Mf @ d_free
-            d_free = d_free + Z @ np.linalg.lstsq(Z.T @ Mf @ Z, Z.T @ grad, rcond=None)[0]
-        d[free] = d_free
-        y = lam + d
-        if (y < self.lo - 1e-15).any() or (y > self.hi + 1e-15).any():
-            return None
-        if self.A_poly is not None and (self.A_poly @ y > self.b_poly + 1e-12).any():
-            return None
-        return d
-
-    def _into_prior(self, x) -> np.ndarray:
-        """Remove the QP's feasibility error: clip to the bounds, restore the unit sum.
-
-        Keeps every iterate inside Lambda so that ``phi(lam)`` stays a valid lower bound.
-        (Polytope rows are met to Clarabel's 1e-12 feasibility tolerance.)
-        """
-        x = np.clip(x, self.lo, self.hi)
-        excess = x.sum() - 1.0
-        room = (x - self.lo) if excess > 0 else (self.hi - x)
-        if excess != 0 and room.sum() > 0:
-            x = x - excess * room / room.sum()
-        return x
 
 
 def _finite_gradient(kl) -> np.ndarray:
@@ -393,6 +321,7 @@ def solve_dual(
     tol: float = 1e-9,
     max_iter: int = 100,
     validate: bool = True,
+    offsets=None,
 ) -> SolverResult:
     """Solve ``min_{q in family} max_{lam in Lambda} sum_k lam_k KL(D_k || q)`` by its dual.
 
@@ -436,13 +365,19 @@ def solve_dual(
     validate : bool
         Check the inputs (distributions, shapes, coverage). Skipping saves passes over
         the data for inputs already validated.
+    offsets : array (p,), optional
+        Play the game shifted by per-domain constants,
+        ``min_q max_{lam in Lambda} sum_k lam_k (KL(D_k || q) - offsets_k)`` (full family
+        only): the excess over each domain's own expert (``offsets = KL(D_k || P_k)``)
+        or the cross-entropy game (``offsets = -H(D_k)``). ``value``, ``lower`` and
+        ``upper`` are then those of the shifted game; ``kl`` stays ``KL(D_k || q)``.
 
     Returns
     -------
     SolverResult
         ``value = upper`` (the objective of the returned ``q``), ``lam`` the iterate with
         the best lower bound, ``status`` ``"optimal"`` when ``gap <= tol``, otherwise
-        ``"not_converged"`` with a :class:`~theory.result.ToleranceWarning`.
+        ``"not_converged"`` with a :class:`~theory.result.ConvergenceWarning`.
     """
     start = time.perf_counter()
     p = np.shape(D)[0] if np.ndim(D) == 2 else 1
@@ -451,10 +386,10 @@ def solve_dual(
     # saves (3x slower measured at n = 1e5, p = 32 on two busy cores). From LARGE_P
     # domains on, the p x p Gram updates are large enough to share between cores.
     with threadpool_limits(limits=1 if p < LARGE_P else None, user_api="blas"):
-        return _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start)
+        return _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, start)
 
 
-def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> SolverResult:
+def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, start) -> SolverResult:
     tol = check_tol(tol)
     if family == "full":
         scan = scan_instance(D, P, check=validate)
@@ -464,8 +399,10 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
     p, n = D.shape
     check_family(family, cells, n)
     prior = as_prior(prior, p)
+    offsets = check_offsets(offsets, p, family)
     if family == "full":
         oracle = _FullFamily.of_scan(scan)
+        oracle.offsets = -offsets
     else:
         labels, n_cells = family_cells(family, cells, n)
         oracle = _RestrictedFamily(D, P, labels, n_cells)
@@ -473,19 +410,15 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
     run = _ascend(oracle, prior, tol, max_iter)
     # The returned model is written into the oracle's D_lam buffer (no new n-array).
     q = oracle.model(run.best_up, out=getattr(oracle, "v", None))
-    cert = Certificate.of(run.best_low.lower, run.up_value, tol)
-    result = SolverResult(
+    return SolverResult.certified(
+        Certificate.of(run.best_low.lower, run.up_value, tol),
         q=q,
         gate=oracle.gate(run.best_up, q),
         value=run.up_value,
         lam=run.best_low.lam,
-        gap=cert.gap,
-        lower=cert.lower,
-        upper=cert.upper,
-        kl=run.best_up.kl,
+        kl=run.best_up.kl + offsets,
         iterations=run.iterations,
         seconds=time.perf_counter() - start,
-        status=cert.status,
         solver="dual",
         tol=tol,
         history=run.history,
@@ -494,10 +427,8 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> S
             "hessian": "exact" if family == "full" else "bfgs",
             "evaluations": run.evaluations,
             "kinks": run.kinks,
-            **cert.info(),
         },
     )
-    return result.warn_if_not_converged()
 
 
 @dataclass
@@ -573,9 +504,9 @@ def _ascend(oracle, prior: PriorSet, tol: float, max_iter: int) -> _Ascent:
             # No ascent at working precision: the certificate is the final word.
             break
         if quasi_newton:
-            B = _bfgs_update(B, accepted.lam - point.lam, accepted.kl - point.kl)
+            B = bfgs_update(B, accepted.lam - point.lam, accepted.kl - point.kl)
             oracle.accept(accepted)
-        mu = max(mu / 10, 1e-14) if step == 1.0 else min(mu * 10, 1e6)
+        mu = damping(mu, step, floor=1e-14, cap=1e6)
         point = accepted
     return run
 
@@ -617,23 +548,28 @@ def _snap_to_face(oracle, prior: PriorSet, run: _Ascent, point: _Point) -> _Poin
 
 def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float) -> tuple[_Point | None, float]:
     """Backtracking on phi along ``d``; every evaluated point is offered to the certificate."""
-    step = 1.0
-    while slope > -_ROUNDING * abs(point.lower) and step > 1e-10:
-        trial = oracle(point.lam + step * d)
+    if not slope > -ROUNDING * abs(point.lower):
+        return None, 1.0
+    floor = point.lower - ROUNDING * abs(point.lower)
+
+    def trial(step):
+        point_at = oracle(point.lam + step * d)
         run.evaluations += 1
-        better_upper = run.offer(trial, prior)
+        return point_at, run.offer(point_at, prior)
+
+    def accept(candidate, step):
+        trial_point, better_upper = candidate
         # Near the optimum phi gains O(step^2) (below its rounding at large n)
         # while the upper bound gains O(step): either progress is accepted. With the
         # exact phi of the full family, not a better upper bound bought with a lower phi:
         # on a face where phi is linear in some lam_k the Newton step overshoots, and
         # accepting it zigzags. (The restricted families' phi carries the inner fit's
         # certificate, ~1e-11 of noise, so there the upper bound alone may move on.)
-        floor = point.lower - _ROUNDING * abs(point.lower)
-        armijo = trial.lower >= floor + 1e-4 * step * max(slope, 0.0)
-        if armijo or (better_upper and (point.hessian is None or trial.lower >= floor)):
-            return trial, step
-        step *= 0.5
-    return None, step
+        armijo = trial_point.lower >= floor + ARMIJO * step * max(slope, 0.0)
+        return armijo or (better_upper and (point.hessian is None or trial_point.lower >= floor))
+
+    found, step = backtrack(trial, accept, min_step=1e-10)
+    return (None if found is None else found[0]), step
 
 
 def _resolve_kink(oracle, prior, run: _Ascent, point: _Point, tol, max_iter) -> tuple[np.ndarray | None, float]:
@@ -655,7 +591,7 @@ def _resolve_kink(oracle, prior, run: _Ascent, point: _Point, tol, max_iter) -> 
     # Where Lambda's own bounds and rows are slack at lam, their multipliers vanish: an
     # optimal lam is then optimal over the whole simplex too, whose sub-problem can
     # leave out the domains with no mass off S (see _kink_subproblem).
-    local = prior if prior.is_simplex or not _interior_to_extra_constraints(prior, point.lam) else PriorSet(prior.p)
+    local = prior if prior.is_simplex or not prior.interior_to_extra_constraints(point.lam) else PriorSet(prior.p)
     sub, sub_prior, domains, offsets = _kink_subproblem(oracle, point, local)
     if sub is None:
         # No domain has mass off S: every member of B has the same objective.
@@ -678,38 +614,13 @@ def _resolve_kink(oracle, prior, run: _Ascent, point: _Point, tol, max_iter) -> 
     else:
         direction[dropped[np.argmax(offsets[dropped])]] = 1.0
     slope = max(sub_value, fixed_value) - point.lower
-    if not slope > _ROUNDING * max(1.0, abs(point.lower)):
+    if not slope > ROUNDING * max(1.0, abs(point.lower)):
         return None, 0.0
     # A direction found on the simplex is shortened to stay in Lambda (phi is concave, so
     # the slope per unit step is unchanged).
     d = direction - point.lam
-    reach = _reach(prior, point.lam, d)
+    reach = prior.reach(point.lam, d)
     return d * reach, slope * reach
-
-
-def _interior_to_extra_constraints(prior: PriorSet, lam) -> bool:
-    """Whether ``lam`` meets Lambda's bounds and polytope rows (beyond the simplex) strictly."""
-    lo, hi = prior.bounds()
-    if ((lo > 0) & (lam <= lo)).any() or ((hi < 1) & (lam >= hi)).any():
-        return False
-    return prior.A is None or bool((prior.A @ lam < prior.b).all())
-
-
-def _reach(prior: PriorSet, lam, d) -> float:
-    """``min(1, max{t : lam + t d in Lambda})`` for a direction ``d`` summing to zero."""
-    lo, hi = prior.bounds()
-    t = 1.0
-    down, up = d < 0, d > 0
-    if down.any():
-        t = min(t, float(((lam - lo)[down] / -d[down]).min()))
-    if up.any():
-        t = min(t, float(((hi - lam)[up] / d[up]).min()))
-    if prior.A is not None:
-        rate = prior.A @ d
-        rising = rate > 0
-        if rising.any():
-            t = min(t, float(((prior.b - prior.A @ lam)[rising] / rate[rising]).min()))
-    return max(t, 0.0)
 
 
 def _kink_subproblem(oracle: _FullFamily, point: _Point, prior: PriorSet):
@@ -754,25 +665,3 @@ def _kink_subproblem(oracle: _FullFamily, point: _Point, prior: PriorSet):
         offsets=offsets[domains],
     )
     return sub, sub_prior, domains, offsets
-
-
-def _bfgs_update(B, s, y) -> np.ndarray:
-    """Damped (Powell) BFGS update of ``B ~ -Hessian`` of the concave phi.
-
-    ``s`` is the step in lam and ``y`` the change of the gradient; with ``-y`` the
-    curvature pair is that of the convex ``-phi``. Damping keeps ``B`` positive definite
-    when the pair shows too little curvature.
-    """
-    y = -y
-    if not np.all(np.isfinite(y)):
-        return B
-    Bs = B @ s
-    sBs = float(s @ Bs)
-    if sBs <= 0:
-        return B
-    sy = float(s @ y)
-    if sy < 0.2 * sBs:
-        theta = 0.8 * sBs / (sBs - sy)
-        y = theta * y + (1 - theta) * Bs
-        sy = float(s @ y)
-    return B - np.outer(Bs, Bs) / sBs + np.outer(y, y) / sy

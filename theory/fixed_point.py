@@ -11,8 +11,9 @@ from theory.divergences import kl
 from theory.errors import InvalidOptionError
 from theory.gates import gate_from_q, pointwise_hull, require_nonempty_G1
 from theory.options import as_prior, check_tol
-from theory.projection import PriorProjector, project_capped_simplex
+from theory.prior import PriorProjector
 from theory.result import Certificate, SolverResult
+from theory.simplex import project_capped_simplex
 from theory.validation import as_instance
 
 #: The two iterations offered by :func:`solve_fixed_point`.
@@ -52,7 +53,7 @@ def solve_fixed_point(
     *,
     prior=None,
     method: str = "gradient",
-    iterations: int = 2000,
+    max_iter: int = 2000,
     eta_lam: float | None = None,
     eta_q: float | None = None,
     tol: float = 1e-6,
@@ -67,11 +68,11 @@ def solve_fixed_point(
 
     - ``lam``: exponentiated gradient, ``lam <- Proj_Lambda(lam * exp(eta_lam KL(D || q)))``
       where ``Proj_Lambda`` is the KL (Bregman) projection
-      (:class:`theory.projection.PriorProjector`: a water-fill for box bounds, a small
+      (:class:`theory.prior.PriorProjector`: a water-fill for box bounds, a small
       convex program for a polytope);
     - ``q``: projected gradient, ``q <- Proj(q + eta_q D_lam / q)``, the Euclidean
       projection onto the hull cut by ``sum q = 1``
-      (:func:`theory.projection.project_capped_simplex`).
+      (:func:`theory.simplex.project_capped_simplex`).
 
     The averaged iterates converge at ``O(sqrt(log p / T))``. Default step sizes follow
     that theory: ``eta_lam = sqrt(8 log p / T) / B`` with ``B`` the largest KL at the
@@ -96,11 +97,13 @@ def solve_fixed_point(
     D, P : array_like (p, n)
     prior : PriorSet, optional
     method : {"gradient", "best-response"}
-    iterations : int
-        Number of steps T (also sets the default step sizes).
+    max_iter : int
+        Number of steps T (also sets the default step sizes); fewer are taken when the
+        certified gap reaches ``tol`` first.
     eta_lam, eta_q : float, optional
     tol : float
-        Stop when the certified gap is at most ``tol``; status ``"optimal"`` then.
+        Stop when the certified gap is at most ``tol``; status ``"optimal"`` then,
+        otherwise ``"not_converged"`` with a :class:`~theory.result.ConvergenceWarning`.
     seed : int or None
         Seed of the Dirichlet start point; None starts from uniform weights.
     record_every : int
@@ -117,8 +120,8 @@ def solve_fixed_point(
     start = time.perf_counter()
     if method not in METHODS:
         raise InvalidOptionError(f"unknown fixed-point method {method!r}; allowed: {', '.join(METHODS)}")
-    if iterations < 1 or record_every < 1:
-        raise InvalidOptionError(f"iterations ({iterations}) and record_every ({record_every}) must be positive")
+    if max_iter < 1 or record_every < 1:
+        raise InvalidOptionError(f"max_iter ({max_iter}) and record_every ({record_every}) must be positive")
     tol = check_tol(tol)
     D, P = as_instance(D, P, check=validate)
     p, n = D.shape
@@ -131,10 +134,10 @@ def solve_fixed_point(
     losses = kl(D, q)
     if eta_lam is None:
         scale = float(np.max(losses[np.isfinite(losses)], initial=0.0)) or 1.0
-        eta_lam = np.sqrt(8 * np.log(max(p, 2)) / iterations) / scale
+        eta_lam = np.sqrt(8 * np.log(max(p, 2)) / max_iter) / scale
     if eta_q is None:
         grad_norm = float(np.linalg.norm(_gradient_q(lam @ D, q))) or 1.0
-        eta_q = float(np.linalg.norm(hi - lo)) / (grad_norm * np.sqrt(iterations))
+        eta_q = float(np.linalg.norm(hi - lo)) / (grad_norm * np.sqrt(max_iter))
 
     from theory.best_response import best_response
 
@@ -145,7 +148,7 @@ def solve_fixed_point(
     seen: dict[bytes, int] = {}
     cycle_length = None
     t = 0
-    for t in range(1, iterations + 1):
+    for t in range(1, max_iter + 1):
         lam_sum += lam
         q_sum += q
         losses = kl(D, q)
@@ -161,7 +164,7 @@ def solve_fixed_point(
                 cycle_length = t - seen[key]
             seen[key] = t
 
-        if t % record_every == 0 or t == iterations or cycle_length is not None:
+        if t % record_every == 0 or t == max_iter or cycle_length is not None:
             # Clipping only undoes rounding of the average (it lies in the hull).
             lam_bar, q_bar = lam_sum / t, np.clip(q_sum / t, lo, hi)
             for cand_lam, cand_q in ((lam_bar, q_bar), (lam_next, q_next)):
@@ -184,22 +187,18 @@ def solve_fixed_point(
                 break
         lam, q = lam_next, q_next
 
-    cert = Certificate.of(best_lower, best_upper, tol)
-    info = {"method": method, "eta_lam": float(eta_lam), "eta_q": float(eta_q), "family": "full", **cert.info()}
+    info = {"method": method, "eta_lam": float(eta_lam), "eta_q": float(eta_q), "family": "full"}
     if method == "best-response":
         info["cycle_length"] = cycle_length if cycle_length is not None else 0
-    return SolverResult(
+    return SolverResult.certified(
+        Certificate.of(best_lower, best_upper, tol),
         q=best_q,
         gate=gate_from_q(best_q, P),
         value=best_upper,
         lam=best_lam,
-        gap=cert.gap,
-        lower=cert.lower,
-        upper=cert.upper,
         kl=kl(D, best_q),
         iterations=t,
         seconds=time.perf_counter() - start,
-        status=cert.status,
         solver="fixed-point",
         tol=tol,
         history=history,

@@ -36,21 +36,6 @@ def gate_mass(gate, P) -> float:
     return float(gated_model(gate, P).sum())
 
 
-def check_gate(gate, p: int, n: int) -> np.ndarray:
-    """Validate that ``gate`` is (n x p) with rows in the simplex; return it as float64."""
-    g = np.asarray(gate, dtype=np.float64)
-    if g.shape != (n, p):
-        raise ShapeMismatchError(f"gate must have shape (n={n}, p={p}), got {g.shape}")
-    if not np.isfinite(g).all() or (g < -MEMBERSHIP_TOL).any():
-        row = int(np.flatnonzero(~np.isfinite(g).all(axis=1) | (g < -MEMBERSHIP_TOL).any(axis=1))[0])
-        raise InvalidDistributionError(f"gate row (outcome) {row} has a NaN, infinite or negative weight")
-    bad = np.abs(g.sum(axis=1) - 1) > MEMBERSHIP_TOL
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InvalidDistributionError(f"gate row (outcome) {row} sums to {g[row].sum():.12g}, not 1")
-    return g
-
-
 def in_G1(gate, P, tol: float = MEMBERSHIP_TOL) -> bool:
     """Whether ``gate`` has rows in the simplex and gives a model of total mass one."""
     P = np.asarray(P, dtype=np.float64)
@@ -60,12 +45,6 @@ def in_G1(gate, P, tol: float = MEMBERSHIP_TOL) -> bool:
     if np.abs(g.sum(axis=1) - 1).max() > tol:
         return False
     return abs(gate_mass(g, P) - 1.0) <= tol
-
-
-def hull_is_feasible(P, tol: float = MEMBERSHIP_TOL) -> bool:
-    """Whether some ``q`` in the pointwise hull sums to one (``sum l <= 1 <= sum u``)."""
-    lo, hi = pointwise_hull(P)
-    return lo.sum() <= 1 + tol and hi.sum() >= 1 - tol
 
 
 def require_nonempty_G1(P, support=None) -> None:

@@ -44,6 +44,20 @@ def check_tol(tol) -> float:
     return value
 
 
+def check_offsets(offsets, p: int, family: str = "full") -> np.ndarray:
+    """Per-domain offsets of a shifted game as finite float64 (p,), zeros when None (full family only)."""
+    if offsets is None:
+        return np.zeros(p)
+    if family != "full":
+        raise InvalidOptionError(f"offsets apply to the gate family 'full' only, not {family!r}")
+    value = np.asarray(offsets, dtype=np.float64)
+    if value.shape != (p,):
+        raise ShapeMismatchError(f"offsets must have length p={p}, got shape {value.shape}")
+    if not np.isfinite(value).all():
+        raise InvalidOptionError(f"offsets must be finite, got {value.tolist()}")
+    return value
+
+
 def as_prior(prior, p: int) -> PriorSet:
     """The prior set Lambda for ``p`` domains: the whole simplex when ``prior`` is None."""
     if prior is None:

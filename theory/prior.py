@@ -1,4 +1,4 @@
-"""Prior sets Lambda for the mixture weights: simplex intersected with a box and a polytope."""
+"""Prior sets Lambda for the mixture weights (simplex, box and polytope) and the projections onto them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.errors import InfeasibleLambdaError, InvalidOptionError, ShapeMismatchError
+from theory.simplex import project_capped_simplex, restore_mass, water_fill
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,91 @@ class PriorSet:
             return uniform
         if self.A is None:
             lo, hi = self.bounds()
-            # Move from the lower bounds towards the upper bounds by a common fraction.
-            t = (1 - lo.sum()) / max((hi - lo).sum(), 1e-300)
-            return lo + t * (hi - lo)
+            # From the lower bounds towards the upper bounds by a common fraction.
+            return restore_mass(lo, lo, hi)
         pts = [self.argmax_linear(e) for e in np.vstack([np.eye(self.p), -np.eye(self.p)])]
         return np.mean(pts, axis=0)
+
+    def reach(self, lam, d) -> float:
+        """``min(1, max{t : lam + t d in Lambda})`` for a direction ``d`` summing to zero."""
+        lo, hi = self.bounds()
+        t = 1.0
+        down, up = d < 0, d > 0
+        if down.any():
+            t = min(t, float(((lam - lo)[down] / -d[down]).min()))
+        if up.any():
+            t = min(t, float(((hi - lam)[up] / d[up]).min()))
+        if self.A is not None:
+            rate = self.A @ d
+            rising = rate > 0
+            if rising.any():
+                t = min(t, float(((self.b - self.A @ lam)[rising] / rate[rising]).min()))
+        return max(t, 0.0)
+
+    def interior_to_extra_constraints(self, lam) -> bool:
+        """Whether ``lam`` meets the bounds and polytope rows (beyond the simplex) strictly."""
+        lo, hi = self.bounds()
+        if ((lo > 0) & (lam <= lo)).any() or ((hi < 1) & (lam >= hi)).any():
+            return False
+        return self.A is None or bool((self.A @ lam < self.b).all())
+
+
+class PriorProjector:
+    """KL (Bregman) projection onto a prior set Lambda: ``argmin_{lam in Lambda} KL(lam || y)``.
+
+    This is the projection step of exponentiated gradient restricted to Lambda. Without
+    a polytope it is closed form up to a scalar: ``lam = clip(s y, lower, upper)`` with
+    ``sum lam = 1`` (a water-fill, :func:`theory.simplex.water_fill`); with a
+    polytope ``A lam <= b`` it is a small convex program compiled once with cvxpy.
+    """
+
+    def __init__(self, prior: PriorSet):
+        self.prior = prior
+        self.lo, self.hi = prior.bounds()
+        self._problem = None
+        if prior.A is not None:
+            import cvxpy as cp  # only polytope priors need the modelling layer
+
+            p = prior.p
+            self._lam = cp.Variable(p)
+            self._log_y = cp.Parameter(p)
+            # KL(lam || y) = -H(lam) - lam . log y, affine in the parameter log y (DPP).
+            objective = cp.Minimize(-cp.sum(cp.entr(self._lam)) - self._log_y @ self._lam)
+            constraints = [
+                cp.sum(self._lam) == 1,
+                self._lam >= self.lo,
+                self._lam <= self.hi,
+                prior.A @ self._lam <= prior.b,
+            ]
+            self._problem = cp.Problem(objective, constraints)
+
+    def __call__(self, y) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        if self.prior.is_simplex:
+            return y / y.sum()
+        if self._problem is None:
+            return water_fill(y / y.sum(), self.lo, self.hi)[0]
+        self._log_y.value = np.log(np.maximum(y / y.sum(), np.finfo(float).tiny))
+        self._problem.solve(solver="CLARABEL")
+        lam = np.clip(self._lam.value, self.lo, self.hi)
+        return lam / lam.sum()
+
+
+def nearest_in_prior(prior: PriorSet, lam, tol: float = 1e-9) -> np.ndarray:
+    """``lam`` itself when it lies in Lambda (within ``tol``), else its Euclidean projection.
+
+    Solves ``min_{mu in Lambda} ||mu - lam||_2^2``: closed form without a polytope
+    (:func:`theory.simplex.project_capped_simplex`), a small quadratic program with one.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    if prior.contains(lam, tol):
+        return lam
+    lo, hi = prior.bounds()
+    if prior.A is None:
+        return project_capped_simplex(lam, lo, hi)
+    import cvxpy as cp  # only polytope priors need the modelling layer
+
+    mu = cp.Variable(prior.p)
+    cons = [cp.sum(mu) == 1, mu >= lo, mu <= hi, prior.A @ mu <= prior.b]
+    cp.Problem(cp.Minimize(cp.sum_squares(mu - lam)), cons).solve(solver="CLARABEL")
+    return np.clip(mu.value, lo, hi)

@@ -16,8 +16,23 @@ NOT_CONVERGED = "not_converged"
 INACCURATE = "inaccurate"
 
 
-class ToleranceWarning(RuntimeWarning):
+class ConvergenceWarning(RuntimeWarning):
     """Emitted when a solver returns without reaching its requested tolerance."""
+
+
+def warn_if_missed(solver: str, status: str, gap: float, tol: float, iterations: int, *, stacklevel: int = 3) -> None:
+    """The one warning of every solver: a :class:`ConvergenceWarning` unless ``status`` is optimal.
+
+    ``stacklevel`` counts from the caller of this function (3: the caller of a solver
+    that calls it directly).
+    """
+    if status != OPTIMAL:
+        warnings.warn(
+            f"{solver}: status {status}, certified gap {gap:.3g} nats "
+            f"above the tolerance {tol:.3g} after {iterations} iterations",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
 
 
 #: Relative size (to the value) of a negative certified gap that is rounding only:
@@ -113,19 +128,26 @@ class SolverResult:
     history: dict[str, list] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def certified(cls, cert: Certificate, *, warn: bool = True, info: dict | None = None, **fields) -> "SolverResult":
+        """The result of a solver whose certificate is ``cert``: the one rule for every solver.
+
+        ``gap``, ``lower``, ``upper`` and ``status`` are the certificate's (status from
+        the certified gap and the requested ``tol``, never from a third-party solver's
+        word), ``cert.info()`` joins ``info``, and a missed tolerance gives one
+        :class:`ConvergenceWarning` (unless ``warn=False``). ``fields`` are the others.
+        """
+        result = cls(gap=cert.gap, lower=cert.lower, upper=cert.upper, status=cert.status,
+                     info={**(info or {}), **cert.info()}, **fields)
+        return result.warn_if_not_converged(stacklevel=5) if warn else result
+
     @property
     def converged(self) -> bool:
         return self.status == OPTIMAL
 
-    def warn_if_not_converged(self) -> "SolverResult":
-        """Emit a :class:`ToleranceWarning` when the tolerance was missed; return self."""
-        if not self.converged:
-            warnings.warn(
-                f"{self.solver}: status {self.status}, certified gap {self.gap:.3g} nats "
-                f"above the tolerance {self.tol:.3g} after {self.iterations} iterations",
-                ToleranceWarning,
-                stacklevel=3,
-            )
+    def warn_if_not_converged(self, *, stacklevel: int = 4) -> "SolverResult":
+        """Emit a :class:`ConvergenceWarning` when the tolerance was missed; return self."""
+        warn_if_missed(self.solver, self.status, self.gap, self.tol, self.iterations, stacklevel=stacklevel)
         return self
 
     def summary(self) -> dict[str, Any]:

@@ -22,7 +22,6 @@ numpy only; :mod:`modular.distill` trains a router with torch and scores it with
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +29,7 @@ from scipy.special import logsumexp
 
 from theory.errors import InvalidOptionError, ShapeMismatchError
 from theory.options import check_tol
-from theory.result import Certificate, ToleranceWarning
+from theory.result import Certificate, warn_if_missed
 
 
 def check_sequences(tokens, token_logp) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +272,7 @@ def optimal_router(tokens, token_logp, log_target, *, start=None, tol: float = 1
 
     Returns
     -------
-    OptimalRouter (a :class:`~theory.result.ToleranceWarning` when ``tol`` is missed)
+    OptimalRouter (a :class:`~theory.result.ConvergenceWarning` when ``tol`` is missed)
     """
     tok, lp = check_sequences(tokens, token_logp)
     tol = check_tol(tol)
@@ -309,7 +308,5 @@ def optimal_router(tokens, token_logp, log_target, *, start=None, tol: float = 1
         iterations += fit.iterations
         out[:, t] = fit.weights[parent]
     cert = Certificate.of(value - gap, value, tol)
-    if cert.status != "optimal":
-        warnings.warn(f"optimal_router: certified gap {gap:.3g} nats above the tolerance {tol:.3g} after "
-                      f"{iterations} EM iterations", ToleranceWarning, stacklevel=2)
+    warn_if_missed("optimal_router", cert.status, gap, tol, iterations)
     return OptimalRouter(out, value, gap, cert.status, iterations, tol)

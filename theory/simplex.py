@@ -230,3 +230,63 @@ def water_fill(target, lo, hi, mass: float = 1.0, *, t0: float | None = None) ->
         )
     level = water_level(target, lo, hi, capped_simplex_totals(target, lo, hi), mass, t0=t0)
     return write_model(np.empty_like(target), target, lo, hi, level), level.nu
+
+
+def project_capped_simplex(y, lo, hi, mass: float = 1.0) -> np.ndarray:
+    """Euclidean projection onto ``{q : lo <= q <= hi, sum q = mass}``.
+
+    Solves ``min_q ||q - y||_2^2`` over a box cut by a hyperplane. The KKT conditions
+    give ``q = clip(y - tau, lo, hi)`` with the scalar ``tau`` chosen so that the sum is
+    ``mass``; the sum is non-increasing in ``tau``, so ``tau`` is a bracketed root.
+
+    Parameters
+    ----------
+    y, lo, hi : array_like (n,)
+        Point to project and the box; ``sum lo <= mass <= sum hi`` is required.
+    mass : float
+
+    Returns
+    -------
+    ndarray (n,)
+    """
+    # Imported here: scipy.optimize costs ~0.3 s, and the water-filling does not need it.
+    from scipy.optimize import brentq
+
+    y = np.asarray(y, dtype=np.float64)
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    if lo.sum() > mass * (1 + 1e-12) or hi.sum() < mass * (1 - 1e-12):
+        raise EmptyGateSpaceError(
+            f"no point of the box sums to {mass:g}: sum of lower bounds {lo.sum():.6g}, "
+            f"sum of upper bounds {hi.sum():.6g}"
+        )
+
+    def excess(tau):
+        return np.clip(y - tau, lo, hi).sum() - mass
+
+    # At tau_lo every coordinate sits at its upper bound, at tau_hi at its lower bound.
+    tau_lo, tau_hi = float(np.min(y - hi)), float(np.max(y - lo))
+    if excess(tau_lo) <= 0:
+        tau = tau_lo
+    elif excess(tau_hi) >= 0:
+        tau = tau_hi
+    else:
+        tau = brentq(excess, tau_lo, tau_hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+    return np.clip(y - tau, lo, hi)
+
+
+def restore_mass(x, lo, hi, mass: float = 1.0) -> np.ndarray:
+    """A point of ``{q : lo <= q <= hi, sum q = mass}`` near ``x``: clip, then share the excess.
+
+    ``x`` is clipped to the box and every coordinate then moves towards the bound that
+    restores the mass by a common fraction of its room (``x - lo`` when the sum is too
+    large, ``hi - x`` when too small): ``q = x - (sum x - mass) room / sum room``. Used to
+    remove an interior-point solver's feasibility error (a move of that error's size) and,
+    from ``x = lo``, for a point of the set: ``lo + t (hi - lo)`` with one fraction ``t``.
+    """
+    x = np.clip(x, lo, hi)
+    excess = x.sum() - mass
+    room = (x - lo) if excess > 0 else (hi - x)
+    if excess != 0 and room.sum() > 0:
+        x = x - excess * room / room.sum()
+    return x

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy.optimize import nnls
 
 from theory.divergences import kl, mixture as mix
 from theory.errors import InvalidOptionError
 from theory.gates import constant_gate, gate_from_q, pointwise_hull, require_nonempty_G1
-from theory.options import FAMILIES, check_family
-from theory.result import OPTIMAL, SolverResult
+from theory.options import FAMILIES, check_family, check_tol
+from theory.result import Certificate, SolverResult
 from theory.validation import as_instance, as_weights
 
 #: Solvers of the robust problem.
@@ -60,7 +59,8 @@ def solve_robust(
     tol : float
         Certified gap (nats) below which the result is ``"optimal"``.
     **options
-        Passed to the solver (e.g. ``max_iter`` for dual, ``iterations`` for fixed-point).
+        Passed to the solver (e.g. ``max_iter``; ``offsets`` for the dual solver's game
+        shifted by per-domain constants, :func:`theory.dual.solve_dual`).
 
     Returns
     -------
@@ -91,6 +91,7 @@ def solve_fixed_mixture(
     solver: str = "water-fill",
     family: str = "full",
     cells=None,
+    tol: float = 1e-9,
 ) -> SolverResult:
     """Solve ``min_{g in F} KL(D_lam || pi_g)`` for a given mixture ``lam``.
 
@@ -98,10 +99,16 @@ def solve_fixed_mixture(
     of DESIGN 2.1 (:func:`theory.best_response.water_fill`), exact; ``lower`` is the
     Lagrangian dual bound at the water level ``nu``, so the gap is rounding only. For the
     constant family the best response over static weights
-    (:func:`theory.best_response.best_response`), certified by its Frank-Wolfe gap; the
-    gate's weights are recovered from ``q`` by non-negative least squares. The partition
-    family needs ``"cvxpy"``, which solves the conic program
-    (:func:`theory.cvx.solve_cvxpy` with ``mixture=lam``).
+    (:func:`theory.best_response.fit_gate_weights`), certified by its Frank-Wolfe gap;
+    the gate is the fit's weights. The partition family needs ``"cvxpy"``, which solves
+    the conic program (:func:`theory.cvx.solve_cvxpy` with ``mixture=lam``).
+
+    Parameters
+    ----------
+    tol : float
+        Certified gap (nats) below which the result is ``"optimal"``; above it the
+        status is ``"not_converged"`` (``"inaccurate"`` for cvxpy) with a
+        :class:`~theory.result.ConvergenceWarning`.
 
     Returns
     -------
@@ -113,13 +120,14 @@ def solve_fixed_mixture(
     if solver == "cvxpy":
         from theory.cvx import solve_cvxpy
 
-        return solve_cvxpy(D, P, family=family, cells=cells, mixture=lam)
+        return solve_cvxpy(D, P, family=family, cells=cells, mixture=lam, tol=tol)
     if family == "partition":
         raise InvalidOptionError("solver 'water-fill' handles the gate families 'full' and 'constant'; use solver='cvxpy' for 'partition'")
-    from theory.best_response import best_response
+    from theory.best_response import fit_gate_weights
     from theory.simplex import water_fill
 
     start = time.perf_counter()
+    tol = check_tol(tol)
     D, P = as_instance(D, P)
     p, n = D.shape
     check_family(family, cells, n)
@@ -136,27 +144,24 @@ def solve_fixed_mixture(
         lower = value + nu * (q.sum() - 1.0) if (hi > lo).any() else value
         gate = gate_from_q(q, P)
     else:
-        q = best_response(D, P, lam, family="constant")
+        fit = fit_gate_weights(target, P, np.zeros(n, dtype=np.intp), 1)
+        q = fit.q
         value = kl(target, q)
         # Frank-Wolfe gap of min_w KL(target || P^T w) over the simplex: the gradient is
         # -r with r_k = sum_x target(x) P_k(x) / q(x), and w . r = 1 at q = P^T w.
         ratio = np.divide(target, q, out=np.zeros_like(q), where=target > 0)
         lower = value - (float((P @ ratio).max()) - 1.0)
-        weights = nnls(P.T, q)[0]
-        gate = constant_gate(weights / weights.sum(), n)
-    return SolverResult(
+        gate = constant_gate(fit.W[0], n)
+    return SolverResult.certified(
+        Certificate.of(lower, value, tol),
         q=q,
         gate=gate,
         value=value,
         lam=lam,
-        gap=value - lower,
-        lower=lower,
-        upper=value,
         kl=kl(D, q),
         iterations=1,
         seconds=time.perf_counter() - start,
-        status=OPTIMAL,
         solver="water-fill",
-        tol=0.0,
+        tol=tol,
         info={"family": family, "problem": "fixed-mixture"},
     )

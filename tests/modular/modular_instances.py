@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import cvxpy as cp
 import numpy as np
 
 from modular.data import sample_set
 from theory.divergences import entropy
+from theory.solve import solve_robust
 
 
 def finite_instance(n: int, p: int, seed: int, *, overlap: float = 0.5):
@@ -50,24 +50,15 @@ def tabular_q(gate_logits, P):
 
 
 def excess_game_reference(D, P, offsets):
-    """Exact ``min_{q in hull, sum q = 1} max_k (KL(D_k || q) - offsets_k)`` by cvxpy/Clarabel.
+    """Exact ``min_{q in G1} max_k (KL(D_k || q) - offsets_k)``, certified (theory's dual solver).
 
-    The game with per-domain offsets (the "excess" adversary: offsets = expert errors;
-    the raw-NLL adversary: offsets = -entropies) is not one of theory's problems, which
-    play ``max_k KL(D_k || q)`` over a prior set; the plain robust game comes from
-    :func:`theory.solve_robust`. Epigraph form ``min t`` s.t.
-    ``KL(D_k || q) - offsets_k <= t``. Returns (value, lam, q); lam are the normalised
-    duals of the per-domain constraints.
+    The game with per-domain offsets: the "excess" adversary (offsets = expert errors)
+    and the raw-NLL adversary (offsets = -entropies). Returns (value, lam, q), lam the
+    least-favourable mixture.
     """
-    p, n = D.shape
-    off = np.asarray(offsets, dtype=np.float64)
-    q, t = cp.Variable(n), cp.Variable()
-    cons = [cp.sum(cp.rel_entr(D[k], q)) - off[k] <= t for k in range(p)]
-    prob = cp.Problem(cp.Minimize(t), cons + [q >= P.min(0), q <= P.max(0), cp.sum(q) == 1])
-    prob.solve(solver=cp.CLARABEL)
-    assert prob.status == cp.OPTIMAL
-    lam = np.array([c.dual_value for c in cons]).ravel()
-    return float(prob.value), lam / lam.sum(), np.asarray(q.value)
+    res = solve_robust(D, P, offsets=offsets, tol=1e-10)
+    assert res.converged, (res.status, res.gap)
+    return float(res.value), res.lam, res.q
 
 
 def sampled_sets(D, P, m: int, seed: int):

@@ -42,7 +42,7 @@ def test_kl_projection_matches_water_fill(inst):
 
 def test_kl_projection_is_not_the_euclidean_one():
     """The check can fail: the Euclidean projection (a shift, not a scaling) differs."""
-    from theory.projection import project_capped_simplex
+    from theory.simplex import project_capped_simplex
 
     v, lo, hi = np.array([0.7, 0.2, 0.1]), np.zeros(3), np.ones(3)
     lam = kl_project_capped_simplex(torch.tensor(v * 3), torch.tensor(lo), torch.tensor(hi)).numpy()

@@ -69,7 +69,7 @@ def test_three_solvers_on_one_instance():
     D, P = make_instance("overlapping", 60, 4, 22)
     ref = solve_robust(D, P, solver="cvxpy")
     dual = solve_robust(D, P, solver="dual")
-    fp = solve_robust(D, P, solver="fixed-point", tol=1e-6, iterations=3000, record_every=5)
+    fp = solve_robust(D, P, solver="fixed-point", tol=1e-6, max_iter=3000, record_every=5)
     assert abs(ref.value - dual.value) <= AGREE
     # Algorithm 1 is certified to its own gap.
     assert fp.lower - 1e-10 <= dual.value <= fp.upper + 1e-10

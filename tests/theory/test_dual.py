@@ -10,12 +10,13 @@ from scipy.optimize import minimize_scalar
 
 from tests.theory.data.make_dual_references import as_prior
 from theory.cvx import solve_cvxpy
-from theory.divergences import jsd, kl
+from theory.divergences import entropy, jsd, kl
 from theory.dual import _FullFamily, solve_dual
 from theory.errors import InvalidOptionError, ShapeMismatchError
 from theory.gates import gated_model, in_G1
 from theory.prior import PriorSet
-from theory.result import ToleranceWarning
+from theory.result import ConvergenceWarning
+from tests.theory.instances import make_instance
 
 REFERENCES = np.load(Path(__file__).parent / "data" / "dual_references.npz")
 CASES = sorted({key.split("/")[0] for key in REFERENCES.files})
@@ -186,7 +187,7 @@ def test_not_converged_when_iterations_run_out():
     rng = np.random.default_rng(10)
     D = rng.dirichlet(np.ones(50), size=5)
     P = 0.5 * D + 0.5 * rng.dirichlet(np.ones(50), size=5)
-    with pytest.warns(ToleranceWarning, match="not_converged"):
+    with pytest.warns(ConvergenceWarning, match="not_converged"):
         res = solve_dual(D, P, max_iter=1, tol=1e-14)
     assert res.status == "not_converged"
     assert res.gap > 1e-14
@@ -207,3 +208,39 @@ def test_bad_options_are_refused(kwargs, error, match):
     D = np.full((2, 4), 0.25)
     with pytest.raises(error, match=match):
         solve_dual(D, D, **kwargs)
+
+
+def _offset_game_by_cvxpy(D, P, offsets):
+    """``min_q max_k (KL(D_k || q) - offsets_k)`` over the hull cut by ``sum q = 1``: an epigraph program."""
+    import cvxpy as cp
+
+    q, t = cp.Variable(D.shape[1]), cp.Variable()
+    cons = [cp.sum(cp.rel_entr(D[k], q)) - offsets[k] <= t for k in range(D.shape[0])]
+    prob = cp.Problem(cp.Minimize(t), cons + [q >= P.min(0), q <= P.max(0), cp.sum(q) == 1])
+    prob.solve(solver="CLARABEL")
+    assert prob.status in ("optimal", "optimal_inaccurate")
+    return float(prob.value)
+
+
+@pytest.mark.parametrize("kind,sign", [("overlapping", 1.0), ("overlapping", -1.0), ("disjoint", 1.0)])
+def test_offset_game_matches_its_epigraph_program(kind, sign):
+    # The excess game (offsets = expert errors) and the cross-entropy game (offsets = -H).
+    D, P = make_instance(kind, 30, 3, 2)
+    offsets = kl(D, P) if sign > 0 else -entropy(D)
+    res = solve_dual(D, P, offsets=offsets, tol=1e-10)
+    assert res.status == "optimal" and res.gap <= 1e-10
+    np.testing.assert_allclose(res.kl, kl(D, res.q), rtol=0, atol=1e-12)
+    assert abs(res.value - float((res.kl - offsets).max())) <= 1e-12
+    assert abs(res.value - _offset_game_by_cvxpy(D, P, offsets)) <= 1e-6
+    # A false variant: the game without offsets has another value.
+    assert abs(solve_dual(D, P, tol=1e-10).value - res.value) > 1e-3
+
+
+def test_offsets_checked():
+    D, P = make_instance("overlapping", 10, 3, 0)
+    with pytest.raises(InvalidOptionError, match="finite"):
+        solve_dual(D, P, offsets=[0.0, np.inf, 0.0])
+    with pytest.raises(ShapeMismatchError):
+        solve_dual(D, P, offsets=[0.0, 0.0])
+    with pytest.raises(InvalidOptionError, match="full"):
+        solve_dual(D, P, family="constant", offsets=[0.0, 0.0, 0.0])

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from theory.dual import solve_dual
 from theory.gates import _CHUNK, constant_gate, gate_from_q, gated_model, in_G1, partition_gate, pointwise_hull
-from theory.projection import project_capped_simplex
+from theory.simplex import project_capped_simplex
 from tests.theory.instances import instances, make_instance
 
 SETTINGS = settings(max_examples=40, deadline=None)

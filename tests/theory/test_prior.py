@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from scipy.optimize import linprog
 
 from theory.prior import PriorSet
-from theory.projection import PriorProjector, nearest_in_prior
+from theory.prior import PriorProjector, nearest_in_prior
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

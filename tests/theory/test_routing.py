@@ -18,7 +18,7 @@ import theory.claims.distillation as cd
 from theory import routing
 from theory.divergences import kl, kl_log
 from theory.gates import constant_gate, gated_model
-from theory.result import ToleranceWarning
+from theory.result import ConvergenceWarning
 
 
 def _instance(p, V, T, seed):
@@ -126,7 +126,7 @@ def test_optimal_router_is_exact_for_a_static_gate_and_beats_bayes_for_an_input_
 def test_optimal_router_reports_a_missed_tolerance():
     inst, gate, lp = _instance(3, 3, 3, 1)
     q = gated_model(gate, inst.P)
-    with pytest.warns(ToleranceWarning):
+    with pytest.warns(ConvergenceWarning):
         fit = routing.optimal_router(inst.sequences, lp, np.log(q), max_iter=3)
     assert fit.status == "not_converged" and fit.gap > 1e-10
     exact = routing.optimal_router(inst.sequences, lp, np.log(q))
@@ -141,7 +141,7 @@ def test_certificate_bounds_the_suboptimality_of_every_router(p, V, seed):
     inst, gate, lp = _instance(p, V, 3, seed)
     q = gated_model(gate, inst.P)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ToleranceWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         fit = routing.optimal_router(inst.sequences, lp, np.log(q), max_iter=seed % 7)
     rng = np.random.default_rng(seed)
     for router in (cd.along_sequences(inst, cd.perturbed_router(cd.per_prefix(inst, fit.router), 1.0, rng)),

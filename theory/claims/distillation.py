@@ -20,7 +20,7 @@ from theory.claims import solvers
 from theory.claims.record import ABS_TOL, EQUAL, IDENTITY, UPPER, Check
 from theory.divergences import kl
 from theory.gates import constant_gate, gated_model
-from theory.result import ToleranceWarning
+from theory.result import ConvergenceWarning
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def best_router(inst: BigramInstance, q) -> tuple[list[np.ndarray], float]:
     with np.errstate(divide="ignore"):
         log_q = np.log(np.asarray(q, dtype=np.float64))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ToleranceWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         fit = routing.optimal_router(inst.sequences, token_log_probs(inst), log_q)
     return per_prefix(inst, fit.router), fit.gap
 

@@ -278,14 +278,12 @@ def _thm18_trials(prof, rng):
                         dist.check_thm18(inst, gate, rng, static=static))
 
 
-ALL_REGIMES = REGIMES
-
 ENSEMBLE_REGIMES = ("identical-experts", "identical-domains", "overlapping", "random")
 THM7_REGIMES = ("random", "overlapping", "perfect", "identical-domains")
 
 CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("prop2", "Constant gate g = lam: KL(D_lam || sum_k lam_k pi_k) <= sum_k lam_k eps_k",
-              ALL_REGIMES, _per_instance(lambda inst, lams, rng: check_prop2(inst, lams), ALL_REGIMES),
+              REGIMES, _per_instance(lambda inst, lams, rng: check_prop2(inst, lams), REGIMES),
               source=PAPER_TEXT,
               notes={"vertices": "at lam = e_k both sides are eps_k by definition: identities"}),
     ClaimSpec("thm14", "Disjoint domains: every static gate has worst-case KL >= log sum_k exp(eps_k); "
@@ -297,12 +295,12 @@ CLAIMS: tuple[ClaimSpec, ...] = (
                                    "and softmax(eps) are exact; mass on unused outcomes only raises eps_k"}),
     ClaimSpec("thm3", "A saddle point (lam*, g*) exists and for every lam: KL(D_lam || pi_g*) <= "
               "log sum_k exp(eps_k) - H_sigma^{lam*}(K|X) - JSD_lam",
-              ALL_REGIMES, _per_instance(lambda inst, lams, rng: check_thm3(inst, lams), ALL_REGIMES),
+              REGIMES, _per_instance(lambda inst, lams, rng: check_thm3(inst, lams), REGIMES),
               source=PAPER_TEXT,
               notes={"saddle point": "max_k KL(D_k||q*) = phi(lam*) is the solver's own stopping certificate: "
                                      "a consistency check"}),
     ClaimSpec("jsd-identity", "KL(D_lam || pi) = sum_k lam_k KL(D_k || pi) - JSD_lam, 0 <= JSD_lam <= H(lam)",
-              ALL_REGIMES, _per_instance(check_jsd_identity, ALL_REGIMES),
+              REGIMES, _per_instance(check_jsd_identity, REGIMES),
               notes={"identity": "mathematical facts used by Thm 3; they test the suite's formulas, not the paper"}),
     ClaimSpec("thm3-regimes", "Disjoint experts: KL(D_lam || pi_g*) <= log sum exp(eps) - H(lam); disjoint domains "
               "with pi_k >= D_k/p: robust value <= log p; identical experts: bound eps (sum lam*_k eps_k - JSD_lam)",
@@ -336,12 +334,12 @@ CLAIMS: tuple[ClaimSpec, ...] = (
                                  "valid constant, not an estimate of the paper's"}),
     ClaimSpec("least-favorable", "lam* is least favourable and supported on the domains attaining "
               "max_k KL(D_k || pi_g*); usable as data weights for a monolithic model",
-              ALL_REGIMES, _least_favorable_trials, summarise=_observations("monolithic on lam*"),
+              REGIMES, _least_favorable_trials, summarise=_observations("monolithic on lam*"),
               notes={"support": "lam*_k shortfall_k <= gap follows from the solver's certificate: a consistency "
                                 "check, not evidence; phi(lam*) >= phi(lam) is the test"}),
     ClaimSpec("thm6", "Any single model: sum_k lam_k KL(D_k || pi) >= JSD_lam; retrained on the aggregate with "
               "per-domain errors >= eps_k: KL(D_lam || pi) >= sum_k lam_k eps_k - JSD_lam",
-              ALL_REGIMES, _thm6_trials, summarise=_observations("robust gate vs monolithic"),
+              REGIMES, _thm6_trials, summarise=_observations("robust gate vs monolithic"),
               notes={"identity": "both parts follow from KL(D_lam||pi) = sum_k lam_k KL(D_k||pi) - JSD_lam >= 0 "
                                  "and the definition of eps_k: true by construction"}),
     ClaimSpec("thm7", "Family closed under mixtures: retraining on D_lam gives sum_k lam_k pi_k, the modular "
