@@ -17,7 +17,10 @@ command must keep its contract:
 
 ``main(argv)`` runs in-process (stdout and stderr captured) for speed, plus a few real
 subprocess runs. The number of examples per property is ``FUZZ_EXAMPLES`` (a few
-hundred in total by default; ``make fuzz`` raises it).
+hundred in total by default; ``make fuzz`` raises it). With ``FUZZ_LOG=FILE`` every
+example executed appends one JSON line ``{"cli", "exit", "verified"}`` to FILE, which
+``python -m tests.test_contract_fuzz FILE`` counts (the counts in the README are
+measured that way, not read from the settings).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or None
 #: branch it finds wrong answers of the dual solver (reported upper bound below the KL
 #: of its own q) that belong to the solver's numerics, not to the command line.
 SOLVER_NUMERICS = os.environ.get("FUZZ_SOLVER_NUMERICS", "0") == "1"
+#: File that every executed example appends its outcome to (see :func:`log_outcome`).
+LOG = os.environ.get("FUZZ_LOG")
 
 #: Rounding allowances of the verification (relative to the problem's scale).
 SUM_TOL = 1e-8
@@ -67,6 +72,25 @@ def run_main(main, argv):
         except BaseException as exc:  # noqa: BLE001 - a traceback is a contract violation
             raise AssertionError(f"main({argv}) raised {type(exc).__name__}: {exc}\nstderr: {err.getvalue()}") from exc
     return rc, out.getvalue(), err.getvalue()
+
+
+def log_outcome(cli: str, rc: int, verified: bool) -> None:
+    """Append one example's outcome to ``FUZZ_LOG`` (one line per write: safe under xdist)."""
+    if LOG:
+        with open(LOG, "a") as fh:
+            fh.write(json.dumps({"cli": cli, "exit": rc, "verified": verified}) + "\n")
+
+
+def count_outcomes(path) -> dict[str, dict[str, int]]:
+    """Per CLI: examples run, and how many ended in exit 0 verified, 0 checked from text only, 2, 3, ..."""
+    counts: dict[str, dict[str, int]] = {}
+    for line in Path(path).read_text().splitlines():
+        rec = json.loads(line)
+        c = counts.setdefault(rec["cli"], {"examples": 0})
+        c["examples"] += 1
+        key = f"exit {rec['exit']}" + ((" verified" if rec["verified"] else " (text only)") if rec["exit"] == 0 else "")
+        c[key] = c.get(key, 0) + 1
+    return counts
 
 
 def strict_json(text: str):
@@ -289,14 +313,14 @@ def verify_solve(argv, out_path, rc, stdout, case):
 
     if "--json" not in argv:
         assert ("status optimal" in stdout) == (rc == 0), stdout
-        return
+        return False
     res = strict_json(stdout)
     assert (res["status"] == "optimal") == (rc == 0), res
     D = np.load(_last(argv, "--domains")).astype(np.float64)
     P = np.load(_last(argv, "--experts")).astype(np.float64)
     D, P = np.atleast_2d(D), np.atleast_2d(P)
     if out_path in (os.devnull,):
-        return
+        return False
     q = np.load(out_path, allow_pickle=False)
     assert q.shape == (D.shape[1],)
     assert abs(q.sum() - 1) <= SUM_TOL, f"q sums to {q.sum()!r}"
@@ -316,6 +340,7 @@ def verify_solve(argv, out_path, rc, stdout, case):
         assert res["lower"] <= res["upper"] + 1e-12 * scale, f"lower {res['lower']!r} > upper {res['upper']!r}"
     if rc == 0:
         assert res["gap"] <= max(res["tol"], 1e-12) * (1 + 1e-9) + 1e-15, res
+    return True
 
 
 def check_solve(case):
@@ -328,11 +353,13 @@ def check_solve(case):
         assert rc in (0, 1, 2, 3), f"exit {rc}: {stderr}"
         if rc in (1, 2):  # 1: a solver that failed said so on one line (no result to check)
             check_exit_2(rc, stdout, stderr)
+            log_outcome("theory solve", rc, False)
             return rc
         assert "Traceback" not in stderr
-        verify_solve(argv, out_path, rc, stdout, case)
+        verified = verify_solve(argv, out_path, rc, stdout, case)
         if case.get("out") == "suffixless":
             assert Path(out_path).exists() and not Path(out_path + ".npy").exists()
+    log_outcome("theory solve", rc, verified)
     return rc
 
 
@@ -368,6 +395,8 @@ MEMBER_CORRUPTIONS = ("nan", "posinf", "positive", "huge-positive", "own-neginf"
 def _corrupt_member(arrays: dict, how: str, p: int) -> dict:
     a = {k: v.copy() for k, v in arrays.items()}
     lp = a["logp_0"]
+    if lp.ndim != 2 or 0 in lp.shape or lp.dtype.kind != "f":  # already corrupted past entry level
+        return a
     if how == "nan":
         lp[0, 0] = np.nan
     elif how == "posinf":
@@ -414,9 +443,13 @@ def fit_cases(draw):
     tabular = draw(st.booleans())
     arrays = _fit_data(draw(st.integers(0, 2**16)), p, draw(st.integers(3, 20)), draw(st.integers(3, 8)), tabular)
     case = {"arrays": arrays, "file": "ok", "gate": "tabular" if tabular else "linear", "options": []}
-    kinds = draw(st.lists(st.sampled_from(["member", "file", "option", "gate", "out", "none"]), min_size=1, max_size=2))
+    kinds = draw(st.lists(st.sampled_from(["member", "file", "option", "gate", "out", "exact", "checkpoint", "none"]),
+                          min_size=1, max_size=2))
     for kind in kinds:
-        if kind == "member":
+        if kind == "exact":  # the certified solver: a fit that can end in exit 0 within the fuzzer's budget
+            case["options"] += ["--solver", "exact", "--adversary", "kl", "--entropy", "{ones}"]
+            case["gate"] = "tabular"
+        elif kind == "member":
             case["arrays"] = _corrupt_member(case["arrays"], draw(st.sampled_from(MEMBER_CORRUPTIONS)), p)
         elif kind == "file":
             case["file"] = draw(st.sampled_from(["empty", "devnull", "missing", "directory", "text", "npy",
@@ -431,11 +464,78 @@ def fit_cases(draw):
                 ["--entropy", "x"], ["--adversary", "kl"], ["--adversary", "nll"], ["--adversary", "excess"],
                 ["--z-estimator", "data-shortcut"], ["--lam-iterate", "last"], ["--seed", "3"],
                 ["--checkpoint", "{tmp}/nowhere/ck.pt"], ["--device", "cpu"], ["--steps", "abc"],
+                ["--solver", "exact"], ["--solver", "exact", "--adversary", "kl", "--entropy", "{ones}"],
+                ["--adversary", "kl", "--entropy", "{ones}", "--steps", "200", "--lam-lr", "0.5"],
             ]))
         elif kind == "out":
             case["out"] = draw(st.sampled_from(["devfull", "missing-dir", "directory", "ok"]))
+        elif kind == "checkpoint":
+            case["checkpoint"] = draw(st.sampled_from(CHECKPOINT_CORRUPTIONS))
     case["json"] = draw(st.booleans())
     return case
+
+
+#: How a checkpoint written by a first run is spoiled before a second run resumes it.
+CHECKPOINT_CORRUPTIONS = ("ok", "other-data", "step-huge", "step-negative", "lam-nan", "lam-off-simplex",
+                          "mu-inf", "streak-none", "seconds-text", "history-junk", "gate-junk", "optimizer-junk",
+                          "generator-junk", "no-header", "truncated", "flipped", "empty", "text", "pickled-code",
+                          "devnull")
+
+
+class _Marker:
+    """Pickled code: loading it would create ``path`` (a safe loader never runs it)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _spoil_checkpoint(ck: Path, how: str, other_argv) -> str:
+    """Spoil the checkpoint ``ck`` as ``how`` says; return the path to resume from."""
+    import pickle
+
+    import torch
+
+    from modular.cli import main
+
+    if how == "devnull":
+        return os.devnull
+    if how == "other-data":  # a whole, valid checkpoint of a fit on other data
+        ck.unlink(missing_ok=True)
+        run_main(main, other_argv + ["--checkpoint", str(ck), "--checkpoint-every", "2"])
+        return str(ck)
+    if not ck.exists():
+        return str(ck)
+    data = ck.read_bytes()
+    if how in ("truncated", "flipped", "empty", "text", "pickled-code"):
+        if how == "truncated":
+            ck.write_bytes(data[: len(data) // 2])
+        elif how == "flipped":
+            mid = len(data) // 2
+            ck.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 64]) + data[mid + 64:])
+        elif how == "empty":
+            ck.write_bytes(b"")
+        elif how == "text":
+            ck.write_text("step = 3\n")
+        else:
+            torch.save({"x": _Marker(str(ck) + ".ran")}, ck, pickle_module=pickle)
+        return str(ck)
+    if how == "ok":
+        return str(ck)
+    state = torch.load(ck, weights_only=True)
+    edit = {
+        "step-huge": dict(step=10 ** 6), "step-negative": dict(step=-1),
+        "lam-nan": dict(lam=torch.full_like(state["lam"], float("nan"))),
+        "lam-off-simplex": dict(lam=torch.full_like(state["lam"], 0.9)),
+        "mu-inf": dict(mu=torch.tensor(float("inf"), dtype=torch.float64)), "streak-none": dict(streak=None),
+        "seconds-text": dict(seconds="soon"), "history-junk": dict(history={"x": 1}),
+        "gate-junk": dict(gate={"w": torch.zeros(3)}), "optimizer-junk": dict(optimizer={"state": {}}),
+        "generator-junk": dict(generator=torch.zeros(3, dtype=torch.uint8)), "no-header": dict(format="other"),
+    }[how]
+    torch.save(dict(state, **edit), ck)
+    return str(ck)
 
 
 def _fit_argv(case, tmp: Path):
@@ -458,7 +558,8 @@ def _fit_argv(case, tmp: Path):
     else:
         arg = _write_corrupt_file(path, np.zeros((2, 2)), how)
     argv = ["fit", arg, "--steps", "4", "--batch-size", "8", "--gate", case["gate"]]
-    argv += [o.format(tmp=tmp) for o in case["options"]]
+    p = max(sum(k.startswith("logp_") for k in case["arrays"]), 1)
+    argv += [o.format(tmp=tmp, ones=",".join(["1"] * p)) for o in case["options"]]
     if "out" in case:
         argv += ["--out", {"devfull": "/dev/full", "missing-dir": str(tmp / "nowhere" / "r.json"),
                            "directory": str(tmp), "ok": str(tmp / "result")}[case["out"]]]
@@ -472,13 +573,24 @@ def check_fit(case):
 
     with tempfile.TemporaryDirectory() as tmpdir:
         argv = _fit_argv(case, Path(tmpdir))
+        if "checkpoint" in case:
+            # A first run writes the checkpoint; the run checked resumes it, spoiled.
+            ck = Path(tmpdir) / "fit.pt"
+            run_main(main, argv + ["--checkpoint", str(ck), "--checkpoint-every", "2"])
+            other = dict(case, arrays=_fit_data(99, 2, 10, 4, case["gate"] == "tabular"), file="ok", options=[])
+            (Path(tmpdir) / "other").mkdir()
+            resumed = _spoil_checkpoint(ck, case["checkpoint"], _fit_argv(other, Path(tmpdir) / "other"))
+            argv = argv + ["--checkpoint", resumed, "--checkpoint-every", "2"]
         rc, stdout, stderr = run_main(main, argv)
+        assert not (Path(tmpdir) / "fit.pt.ran").exists(), "loading a checkpoint ran pickled code"
         assert rc in (0, 2, 3), f"exit {rc}: {stderr}"
         if rc == 2:
             check_exit_2(rc, stdout, stderr)
+            log_outcome("modular fit", rc, False)
             return rc
         assert "Traceback" not in stderr
-        if "--json" in argv:
+        verified = "--json" in argv
+        if verified:
             res = strict_json(stdout)
             lam = np.array(res["lam"], dtype=float)
             if rc == 0:
@@ -489,6 +601,7 @@ def check_fit(case):
         if case.get("out") == "ok":
             written = strict_json((Path(tmpdir) / "result").read_text())
             assert "history" in written and not (Path(tmpdir) / "result.json").exists()
+    log_outcome("modular fit", rc, verified)
     return rc
 
 
@@ -538,3 +651,8 @@ def test_subprocess_modular_bad_data_one_line(tmp_path, how):
     r = _subprocess("modular", *argv)
     assert r.returncode == 2
     check_exit_2(r.returncode, r.stdout, r.stderr)
+
+
+if __name__ == "__main__":  # python -m tests.test_contract_fuzz FUZZ_LOG: the measured counts
+    for cli, c in count_outcomes(sys.argv[1]).items():
+        print(f"{cli}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items(), key=lambda kv: kv[0] != "examples")))

@@ -206,7 +206,8 @@ def load_archive(path, name: str, *, kinds: str = NUMERIC_KINDS, text_members=()
         raise InputError(f"cannot read {name} file {path!r}: not an .npz archive")
     out = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Opened here, not by np.load: numpy leaks its own handle when the zip directory is bad.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             for key in npz.files:
                 out[key] = check_dtype(npz[key], f"{name} member {key!r}", kinds + "U" if key in text_members else kinds)
     except InputError:
