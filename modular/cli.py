@@ -365,14 +365,25 @@ def _print_fit(out: dict) -> None:
         print(f"note: {out['note']}")
 
 
+def _num(v, spec: str) -> str:
+    """``v`` formatted by ``spec``; ``n/a`` (same width) for a value that was not finite (None)."""
+    if v is None:
+        width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+        return "n/a".rjust(int(width) if width else 0)
+    return format(v, spec)
+
+
 def _print_score(out: dict) -> None:
     print(f"gate ({out['gate']}) on {'its training data' if out['training_data'] else 'these data'}")
     print("domain     nll   excess" + ("       kl" if out["kl"] is not None else ""))
     for k, (nll, ex) in enumerate(zip(out["nll"], out["excess"])):
-        print(f"{k:>6} {nll:8.4f} {ex:8.4f}" + (f" {out['kl'][k]:8.4f}" if out["kl"] is not None else ""))
-    print(f"Z = {out['z']:.5f} ({out['z_estimator']}{'' if out['z_unbiased'] else ', biased'})")
+        print(f"{k:>6} {_num(nll, '8.4f')} {_num(ex, '8.4f')}"
+              + (f" {_num(out['kl'][k], '8.4f')}" if out["kl"] is not None else ""))
+    print(f"Z = {_num(out['z'], '.5f')} ({out['z_estimator']}{'' if out['z_unbiased'] else ', biased'})")
     for m in out["mixtures"]:
-        print(f"mixture {', '.join(f'{v:g}' for v in m['mixture'])}: nll {m['nll']:.4f}")
+        print(f"mixture {', '.join(f'{v:g}' for v in m['mixture'])}: nll {_num(m['nll'], '.4f')}")
+    if any(v is None for v in out["nll"] + out["excess"] + (out["kl"] or [])) or out["z"] is None:
+        print("n/a: not finite (a sample with log-probability -inf under the gated model or its own expert)")
 
 
 def main(argv=None) -> int:
