@@ -350,8 +350,10 @@ def check_solve(case):
         tmp = Path(tmpdir)
         argv, out_path = _solve_argv(case, tmp)
         rc, stdout, stderr = run_main(main, argv)
-        assert rc in (0, 1, 2, 3), f"exit {rc}: {stderr}"
-        if rc in (1, 2):  # 1: a solver that failed said so on one line (no result to check)
+        # Not 1 either: a solver that stops short returns its point and an honest certificate
+        # (exit 3), as cvxpy now does at Clarabel's iteration limit on subnormal instances.
+        assert rc in (0, 2, 3), f"exit {rc}: {stderr}"
+        if rc == 2:
             check_exit_2(rc, stdout, stderr)
             log_outcome("theory solve", rc, False)
             return rc
