@@ -298,3 +298,16 @@ def test_every_timing_column_leaves_the_tables():
                                "seconds_gate_fit", "value", "secondsworth", "n_seconds_x"])
     assert timing_columns(df) == ["seconds", "fit_seconds", "gate_fit_seconds", "seconds_experts",
                                   "seconds_gate_fit"]
+
+
+def test_provenance_records_what_selects_the_kernels(monkeypatch):
+    """The kernel choice (not the thread count) moved regenerated tables: the record names it."""
+    import torch  # noqa: F401 - loaded, so its CPU capability is recorded
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    rec = provenance.numerical_kernels()
+    assert rec["kernel_env"]["OPENBLAS_CORETYPE"] == "Haswell" and "MKL_CBWR" not in rec["kernel_env"]
+    assert rec["torch_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "NO AVX")
+    assert rec["cpu_flags"] is None or set(rec["cpu_flags"]) <= set(provenance.VECTOR_FLAGS)
+    assert any(lib["internal_api"] in ("openblas", "mkl") and lib["architecture"] for lib in rec["threadpools"])
