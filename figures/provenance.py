@@ -6,15 +6,17 @@ versions, seeds and platform string differ in the last printed digits from one m
 to another, and the cause is the kernel choice, not threads: on one machine, with the
 code of the committed tables (fingerprint 0a5b735b),
 
-* ``generalisation`` (numpy/scipy) reproduces every committed value only with
-  ``OPENBLAS_CORETYPE=Haswell``; OpenBLAS's default there, ``SkylakeX`` (AVX-512),
-  moves ``lam_hat`` by 2e-6 relative. OpenBLAS threads (1 or 2) change nothing.
+* ``generalisation`` (numpy/scipy) reproduces every committed value with
+  ``OPENBLAS_CORETYPE=Haswell`` (the kernels OpenBLAS picks on a CPU without AVX-512);
+  its default there, ``SkylakeX``, moves ``lam_hat`` by 2e-6 relative. OpenBLAS
+  threads (1 or 2) and ``--jobs 2`` change nothing.
 * ``gradient_conflict`` (a float32 torch model, one thread) differs by up to 1.1e-5
   relative, already at step 0: torch's MKL code path (``MKL_CBWR``) and ATen's
-  vectorisation (``ATEN_CPU_CAPABILITY``) each move the first cosine between
-  0.0076350952 and 0.0076352223; thread counts change nothing.
+  vectorisation (``ATEN_CPU_CAPABILITY``) move the first cosine between 0.0076350952
+  and 0.0076352223; thread counts change nothing. None of the eleven combinations
+  tried reproduced the committed table, whose machine was not recorded then.
 
-Runs on one machine are bit-identical. :func:`environment` records what decides the
+Runs on one machine are bit-identical (twice sequentially, and with ``--jobs 2``). :func:`environment` records what decides the
 kernels: the CPU model and its vector-instruction flags, each BLAS library with its
 kernel architecture and threads, torch's CPU capability and threads, and the
 environment variables that override any of them, so a difference can be traced to it.
