@@ -13,8 +13,9 @@ code of the committed tables (fingerprint 0a5b735b),
 * ``gradient_conflict`` (a float32 torch model, one thread) differs by up to 1.1e-5
   relative, already at step 0: torch's MKL code path (``MKL_CBWR``) and ATen's
   vectorisation (``ATEN_CPU_CAPABILITY``) move the first cosine between 0.0076350952
-  and 0.0076352223; thread counts change nothing. None of the eleven combinations
-  tried reproduced the committed table, whose machine was not recorded then.
+  and 0.0076352223; thread counts change nothing. No combination tried reproduced
+  the committed table (its machine was not recorded then): only ``default`` with
+  ``COMPATIBLE`` gives its first cosine, and still differs in 44 of its 120 rows.
 
 Runs on one machine are bit-identical (twice sequentially, and with ``--jobs 2``). :func:`environment` records what decides the
 kernels: the CPU model and its vector-instruction flags, each BLAS library with its
