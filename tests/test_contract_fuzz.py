@@ -424,7 +424,7 @@ def _corrupt_member(arrays: dict, how: str, p: int) -> dict:
     elif how == "structured":
         a["logp_0"] = np.zeros(len(lp), dtype=[("a", "f8"), ("b", "f8")])
     elif how == "drop-domain":
-        del a[f"logp_{p - 1}"]
+        a.pop(f"logp_{p - 1}", None)
     elif how == "extra-expert":
         a[f"expert_logp_{p}"] = a["expert_logp_0"]
     elif how == "wrong-rows" and "feat_0" in a:
