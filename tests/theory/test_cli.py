@@ -213,3 +213,12 @@ def test_cvxpy_on_a_subnormal_instance_exits_3_with_an_honest_certificate(tmp_pa
     assert res["upper"] == pytest.approx(kl(D, q).max(), rel=1e-12)
     # The dual solver's certified optimum (222.72115727) lies inside the reported bracket.
     assert res["lower"] <= 222.72115727435946 <= res["upper"] and res["gap"] == pytest.approx(res["upper"] - res["lower"])
+
+
+@pytest.mark.parametrize("how", ["devnull", "empty"])
+def test_empty_partition_file_one_line(files, tmp_path, how):
+    path = "/dev/null" if how == "devnull" else tmp_path / "cells.npy"
+    if how == "empty":
+        path.write_bytes(b"")
+    _one_line_exit_2(*_main("solve", "--domains", str(files / "D.npy"), "--experts", str(files / "P.npy"),
+                            "--partition", str(path)), "the file is empty")
