@@ -10,7 +10,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PROFILE ?= quick
 JOBS    ?= 2
 
-.PHONY: all setup corpora test reproduce benchmark claims clean
+.PHONY: all setup corpora test fuzz reproduce benchmark claims clean
 
 # Real text for the real-world experiment, from Debian (C source, a dictionary, technical
 # prose, scripture). Installed with apt-get when absent and this is root; otherwise the
@@ -51,6 +51,17 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -q
+
+# The contract fuzzer with many more examples than `make test` (FUZZ_EXAMPLES per CLI
+# property; `make test` runs 150 + 60), nice'd; the outcome of every example run is logged
+# to FUZZ_LOG and counted at the end.
+FUZZ_EXAMPLES ?= 3000
+FUZZ_LOG      ?= results/cache/fuzz_outcomes.jsonl
+fuzz: $(STAMP)
+	mkdir -p $(dir $(FUZZ_LOG)) && rm -f $(FUZZ_LOG)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_LOG=$(abspath $(FUZZ_LOG)) nice -n 10 \
+		$(BIN)/python -m pytest -n $(JOBS) -q tests/test_contract_fuzz.py
+	$(BIN)/python -m tests.test_contract_fuzz $(FUZZ_LOG)
 
 reproduce: $(STAMP)
 	$(BIN)/python -m figures --profile $(PROFILE) --jobs $(JOBS)

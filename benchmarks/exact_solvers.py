@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from theory.commandline import EXIT_OK, ArgumentParser, run_main, save_text
+from theory.commandline import EXIT_OK, ArgumentParser, add_out_argument, check_output_path, positive, run_main, save_text
 from theory.cvx import solve_cvxpy
 from theory.dual import solve_dual
 from theory.errors import SolverFailedError
@@ -248,17 +248,21 @@ def compare(grid, rev: str, repeats: int, progress=sys.stderr) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m benchmarks.exact_solvers", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small grid (well under a minute)")
+    add_out_argument(parser, "the CSV table", creates_folder=True, type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--compare", nargs="?", const=BASE_REV, metavar="REV",
+                        help=f"time the dual solver of git revision REV (default {BASE_REV}) against today's")
+    parser.add_argument("--repeats", type=positive(int), default=3, help="alternating runs per instance for --compare")
+    return parser
+
+
 def main(argv=None) -> int:
     """Run the grid (or the comparison) and write the CSV; exit status by :mod:`theory.commandline`."""
 
     def body() -> int:
-        parser = ArgumentParser(prog="python -m benchmarks.exact_solvers", description=__doc__.splitlines()[0])
-        parser.add_argument("--quick", action="store_true", help="small grid (well under a minute)")
-        parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV path (its folder is created)")
-        parser.add_argument("--compare", nargs="?", const=BASE_REV, metavar="REV",
-                            help=f"time the dual solver of git revision REV (default {BASE_REV}) against today's")
-        parser.add_argument("--repeats", type=int, default=3, help="alternating runs per instance for --compare")
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
         if args.compare:
             table = compare(COMPARE_GRID[:1] if args.quick else COMPARE_GRID, args.compare, args.repeats)
             with pd.option_context("display.width", 200, "display.max_columns", None):
@@ -266,6 +270,7 @@ def main(argv=None) -> int:
             return EXIT_OK
         grid, work = (QUICK_GRID, QUICK_CVXPY_WORK) if args.quick else (FULL_GRID, FULL_CVXPY_WORK)
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(args.out)  # before the grid runs, not after
         table = run(grid, work)
         save_text(args.out, table.to_csv(index=False))
         with pd.option_context("display.width", 200, "display.max_columns", None):

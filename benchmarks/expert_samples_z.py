@@ -13,8 +13,8 @@ formula ``sqrt(sum_k Var_k / M)`` and the spread of Z over repeated subsamples o
 
 from __future__ import annotations
 
-import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -32,17 +32,29 @@ from modular.primal_dual import fit_robust_gate
 from synthetic.expert_io import ngram_table
 from synthetic.ngram import NGramModel
 from synthetic.text import TEXT_DOMAINS, _read
+from theory.commandline import EXIT_OK, ArgumentParser, add_out_argument, positive, run_main, save_text
+
+PROG = "python -m benchmarks.expert_samples_z"
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--max-samples", type=int, default=2048)
-    ap.add_argument("--max-bytes", type=int, default=300_000, help="text per domain (documents in name order)")
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--repeats", type=int, default=300)
-    args = ap.parse_args(argv)
+def build_parser() -> ArgumentParser:
+    ap = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    add_out_argument(ap, "z_se.csv and the cache it is computed from (cache/)", folder=True, required=True)
+    ap.add_argument("--window", type=positive(int), default=32, help="tokens (bytes) per sample")
+    ap.add_argument("--max-samples", type=positive(int), default=2048, help="expert samples M_max per expert")
+    ap.add_argument("--max-bytes", type=positive(int), default=300_000, help="text per domain (documents in name order)")
+    ap.add_argument("--steps", type=positive(int), default=400, help="steps of the gate's fit")
+    ap.add_argument("--repeats", type=positive(int), default=300, help="subsamples of M per estimate of the spread")
+    return ap
+
+
+def main(argv=None) -> int:
+    """Run the measurement and write ``z_se.csv``; exit status by :mod:`theory.commandline`."""
+    return run_main(PROG, lambda: _main(argv))
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
     fractions = (0.8, 0.1, 0.1)
@@ -85,9 +97,10 @@ def main(argv=None) -> None:
                          "per_sample_sd": sd, "M_for_se_0.01": math.ceil((sd / 0.01) ** 2)})
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "z_se.csv", index=False)
+    save_text(out / "z_se.csv", table.to_csv(index=False))
     print(table.to_string(index=False))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from modular import LinearGate, TabularGate, fit_robust_gate, sample_set
-from theory.commandline import EXIT_OK, ArgumentParser, run_main, save_text
+from theory.commandline import EXIT_OK, ArgumentParser, add_out_argument, positive, run_main, save_text
 from theory.divergences import entropy
 from theory.errors import InputError, SolverFailedError
 from theory.solve import solve_robust
@@ -102,16 +102,19 @@ def main(argv=None) -> int:
     return run_main(PROG, lambda: _main(argv))
 
 
-def _main(argv) -> int:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under a minute")
-    parser.add_argument("--out", default=os.path.join("results", "benchmarks"), help="output folder (created)")
-    parser.add_argument("--threads", type=int, default=1,
+    add_out_argument(parser, "modular_fit_accuracy.csv and modular_fit_throughput.csv", folder=True,
+                     default=os.path.join("results", "benchmarks"))
+    parser.add_argument("--threads", type=positive(int), default=1,
                         help="torch CPU threads (1: small steps gain nothing from more, and a shared "
                              "machine punishes oversubscription)")
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    return parser
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if args.quick:

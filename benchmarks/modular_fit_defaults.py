@@ -34,9 +34,9 @@ default run (4 instances of the family, m = 1e4-2e4, plus the linear gate on the
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
+import sys
 import time
 import warnings
 
@@ -47,6 +47,7 @@ import torch
 from modular import LinearGate, TabularGate, fit_robust_gate, sample_set
 from modular.tabular_exact import solve_tabular_exact
 from theory import solve_robust
+from theory.commandline import EXIT_OK, ArgumentParser, add_out_argument, positive, run_main, save_text
 from theory.divergences import entropy, kl
 
 OLD = dict(lr_schedule="constant", lam_iterate="average", gate_iterate="last")
@@ -130,12 +131,25 @@ def run_instance(kind: str, n: int, p: int, m: int, seed: int, steps: int, gate:
     return rows
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PROG = "python -m benchmarks.modular_fit_defaults"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="the whole family (54 instances)")
-    parser.add_argument("--steps", type=int, default=2000, help="step budget of the fits (the CLI default)")
-    parser.add_argument("--out", default=os.path.join("results", "benchmarks", "modular_fit_defaults.csv"))
-    args = parser.parse_args(argv)
+    parser.add_argument("--steps", type=positive(int), default=2000, help="step budget of the fits (the CLI default)")
+    add_out_argument(parser, "the CSV table", creates_folder=True,
+                     default=os.path.join("results", "benchmarks", "modular_fit_defaults.csv"))
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the family and write the CSV; exit status by :mod:`theory.commandline`."""
+    return run_main(PROG, lambda: _main(argv))
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", UserWarning)
     if args.full:
@@ -154,7 +168,7 @@ def main(argv=None) -> None:
         rows.extend(new_rows)
     table = pd.DataFrame(rows)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    table.to_csv(args.out, index=False)
+    save_text(args.out, table.to_csv(index=False))
     big = table[table.m >= 10_000]
     summary = big.groupby(["gate", "method"]).agg(
         worst_value_err=("value_err", lambda v: np.abs(v).max()), worst_lam_l1=("lam_l1", "max"),
@@ -162,7 +176,8 @@ def main(argv=None) -> None:
     print(f"\nworst case over the {big[['kind', 'n', 'p', 'm']].drop_duplicates().shape[0]} instances with m >= 1e4 "
           f"(population errors; total {time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}):")
     print(summary.to_string(float_format="{:.4g}".format))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,8 +23,7 @@ from synthetic.markov import conflict_task
 from synthetic.models import TorchSequenceModel
 from synthetic.ngram import NGramModel
 from synthetic.text import load_text_domain
-from theory.commandline import EXIT_OK, ArgumentParser, run_main, save_text
-from theory.errors import InputError
+from theory.commandline import EXIT_OK, ArgumentParser, add_out_argument, positive, run_main, save_text
 
 
 PROG = "python -m benchmarks.synthetic_throughput"
@@ -81,16 +80,18 @@ def main(argv=None) -> int:
     return run_main(PROG, lambda: _main(argv))
 
 
-def _main(argv) -> int:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, repeats and n-gram orders")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/synthetic_throughput.csv"),
-                        help="CSV path (its folder is created)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--threads", type=positive(int), default=None, help="torch intra-op threads (default: torch's)")
+    add_out_argument(parser, "the CSV table", creates_folder=True, type=Path,
+                     default=Path("results/benchmarks/synthetic_throughput.csv"))
+    return parser
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     steps, repeats, max_order = (20, 1, 3) if args.quick else (100, 3, 4)
     table = pd.DataFrame(torch_rows(steps, repeats) + ngram_rows(repeats, max_order))

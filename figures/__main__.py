@@ -34,12 +34,13 @@ def build_parser() -> ArgumentParser:
                     help="quick (minutes on 2 CPU cores) or full (paper-scale settings)")
     ap.add_argument("--only", metavar="NAME[,NAME]", help="run only these figures (see --list)")
     ap.add_argument("--list", action="store_true", help="list the figures and exit")
-    ap.add_argument("--jobs", type=int, default=1, help="parallel workers for sweeps")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel workers for sweeps (checked by the runner)")
     ap.add_argument("--scheduler", choices=SCHEDULERS, default="local",
                     help="local: joblib processes; dask: a Dask cluster (LocalCluster without --dask-address)")
     ap.add_argument("--dask-address", metavar="ADDR", help="address of a running Dask scheduler")
     ap.add_argument("--force", action="store_true", help="ignore cached results and recompute")
-    ap.add_argument("--results", type=Path, default=Path("results"), help="output folder")
+    ap.add_argument("--results", type=Path, default=Path("results"),
+                    help="output folder: figures/, tables/ (each file with its .provenance.json), summary.md, cache/")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return ap
 

@@ -12,7 +12,7 @@ file either old or new, never truncated. ``captions.json``, ``summary.md`` and
 ``timings.json`` are shared by every run on a results folder: each finished figure
 merges its entry into them under a file lock, so concurrent runs lose no entry.
 Timings are kept out of the tables and captions, which are then byte-identical from
-run to run: timing columns of a table (``seconds``, ``*_seconds``) go to
+run to run: timing columns of a table (``seconds``, ``*_seconds``, ``seconds_*``) go to
 ``timings/<name>.csv`` and the seconds per figure to ``timings.json``.
 """
 
@@ -38,8 +38,8 @@ PROFILES = ("quick", "full")
 
 
 def timing_columns(df: pd.DataFrame) -> list[str]:
-    """Columns of wall-clock timings (``seconds``, ``*_seconds``): they differ on every run."""
-    return [c for c in df.columns if c == "seconds" or str(c).endswith("_seconds")]
+    """Columns of wall-clock timings (``seconds``, ``*_seconds``, ``seconds_*``): they differ on every run."""
+    return [c for c in df.columns if c == "seconds" or str(c).endswith("_seconds") or str(c).startswith("seconds_")]
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,26 @@
 """What every output records: seeds, package versions, Python, data checksums, git commit.
 
 Besides the code (:func:`code_fingerprint`) and package versions, floating-point results
-depend on the numerical kernels: OpenBLAS picks its kernels by CPU ("Haswell",
-"SkylakeX", ...) and a threaded BLAS or torch may sum in another order with another
-thread count. Tables regenerated with the same code and versions can therefore differ
-in the last digits from one machine to another (found: up to 3e-5 relative in
-quantities that are differences of nearly equal numbers, and different rounding-level
-certified gaps such as 6.477e-13 vs 6.480e-13); :func:`environment` records the CPU,
-the BLAS libraries with their kernel architecture and thread counts, and torch's
-thread count, so that such a difference can be traced to its cause.
+depend on the numerical kernels the CPU selects. Tables regenerated with the same code,
+versions, seeds and platform string differ in the last printed digits from one machine
+to another, and the cause is the kernel choice, not threads: on one machine, with the
+code of the committed tables (fingerprint 0a5b735b),
+
+* ``generalisation`` (numpy/scipy) reproduces every committed value with
+  ``OPENBLAS_CORETYPE=Haswell`` (the kernels OpenBLAS picks on a CPU without AVX-512);
+  its default there, ``SkylakeX``, moves ``lam_hat`` by 2e-6 relative. OpenBLAS
+  threads (1 or 2) and ``--jobs 2`` change nothing.
+* ``gradient_conflict`` (a float32 torch model, one thread) differs by up to 1.1e-5
+  relative, already at step 0: torch's MKL code path (``MKL_CBWR``) and ATen's
+  vectorisation (``ATEN_CPU_CAPABILITY``) move the first cosine between 0.0076350952
+  and 0.0076352223; thread counts change nothing. No combination tried reproduced
+  the committed table (its machine was not recorded then): only ``default`` with
+  ``COMPATIBLE`` gives its first cosine, and still differs in 44 of its 120 rows.
+
+Runs on one machine are bit-identical (twice sequentially, and with ``--jobs 2``). :func:`environment` records what decides the
+kernels: the CPU model and its vector-instruction flags, each BLAS library with its
+kernel architecture and threads, torch's CPU capability and threads, and the
+environment variables that override any of them, so a difference can be traced to it.
 """
 
 from __future__ import annotations
@@ -69,17 +81,39 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+#: CPU flags that decide which kernels OpenBLAS, MKL and ATen run.
+VECTOR_FLAGS = ("sse4_2", "avx", "fma", "avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+#: Environment variables that override the kernel choice or the thread counts.
+KERNEL_ENV = ("OPENBLAS_CORETYPE", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY",
+              "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cpu_flags() -> list[str] | None:
+    """The :data:`VECTOR_FLAGS` this CPU has (``/proc/cpuinfo``; None where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in VECTOR_FLAGS if f in have]
+    except OSError:
+        pass
+    return None
+
+
 def numerical_kernels() -> dict:
-    """BLAS/OpenMP libraries loaded in this process (kernel architecture, version, threads) and torch's threads."""
+    """What selects the floating-point kernels: CPU and flags, BLAS libraries, torch, overriding variables."""
     import numpy  # noqa: F401  (loads numpy's BLAS so that threadpoolctl sees it)
     import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_info
 
     libs = [{k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "threading_layer")}
             | {"library": Path(info.get("filepath", "")).name} for info in threadpool_info()]
-    out = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threadpools": libs}
+    out = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cpu_count": os.cpu_count(), "threadpools": libs,
+           "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}
     if "torch" in sys.modules:  # never import torch just to ask (theory-only runs do not load it)
-        out["torch_threads"] = sys.modules["torch"].get_num_threads()
+        torch = sys.modules["torch"]
+        out["torch_threads"] = torch.get_num_threads()
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return out
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import sys
 import warnings
 
 import numpy as np
@@ -41,54 +39,31 @@ from modular.primal_dual import (
 )
 from modular.tools_cli import TOOL_COMMANDS, register as register_tools, run_tool
 from modular.z_estimators import UNBIASED, Z_ESTIMATORS, BiasedEstimatorWarning
+from theory.commandline import (
+    EXIT_NOT_CONVERGED,
+    EXIT_OK,
+    ArgumentParser,
+    add_out_argument,
+    as_input_error,
+    check_output_path,
+    positive as _positive,
+    print_json,
+    run_main,
+    save_text,
+    vector,
+)
 from theory.errors import InputError
 from theory.prior import PriorSet
 
+PROG = "python -m modular"
 #: Learning rates that converged on the test instances (an MLP at 0.05 did not).
 DEFAULT_LR = {"tabular": 0.05, "linear": 0.05, "mlp": 0.005, "sequence": 0.005}
 #: Largest tabular gate (outcomes x experts logits) built from the ids in a data file.
 MAX_TABLE_ENTRIES = 10 ** 8
-EXIT_NOT_CONVERGED, EXIT_INTERRUPTED = 3, 130
-
-
-def _numbers(text: str, name: str) -> np.ndarray:
-    try:
-        values = np.array([float(h) for h in text.split(",")])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{name} needs comma-separated numbers, got {text!r}") from None
-    if not np.isfinite(values).all():
-        raise argparse.ArgumentTypeError(f"{name} needs finite numbers, got {text!r}")
-    return values
 
 
 def _entropies(text: str) -> np.ndarray:
-    return _numbers(text, "--entropy")
-
-
-def _positive(kind=float, *, zero: bool = False, below_one: bool = False):
-    """argparse type: a finite number > 0 (>= 0 with ``zero``; < 1 with ``below_one``)."""
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if not math.isfinite(v) or v < 0 or (v == 0 and not zero) or (below_one and v >= 1):
-            what = "in (0, 1)" if below_one else ("finite and >= 0" if zero else "finite and > 0")
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return v
-    return parse
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr and exit status 2 (no usage dump); defaults shown in --help."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
+    return vector("--entropy")(text)
 
 
 def _add_fit(sub) -> None:
@@ -143,15 +118,15 @@ def _add_fit(sub) -> None:
                           "second half), last")
     fit.add_argument("--gate-iterate", choices=ITERATES, default="poly",
                      help="returned gate: poly (polynomial-decay average of the parameters, default), average, last")
-    fit.add_argument("--lambda-lower", type=lambda t: _numbers(t, "--lambda-lower"),
+    fit.add_argument("--lambda-lower", type=vector("--lambda-lower"),
                      help="l1,...,lp: lower bounds on lambda")
-    fit.add_argument("--lambda-upper", type=lambda t: _numbers(t, "--lambda-upper"),
+    fit.add_argument("--lambda-upper", type=vector("--lambda-upper"),
                      help="u1,...,up: upper bounds on lambda")
     fit.add_argument("--checkpoint", help="checkpoint path (resumed when it exists; refused if of other data)")
     fit.add_argument("--checkpoint-every", type=_positive(int), default=100)
     fit.add_argument("--save", help="write the fitted gate here (loadable by modular.load_gate, no pickled code)")
     fit.add_argument("--report", help="write training curves (CSV) and one PNG into this directory")
-    fit.add_argument("--out", help="also write the JSON result (with training history) to exactly this path")
+    add_out_argument(fit, "the JSON result (with its training history)")
     fit.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     fit.set_defaults(handler=run_fit)
 
@@ -163,7 +138,7 @@ def _add_score(sub) -> None:
     score.add_argument("gate", help="gate file written by python -m modular fit --save")
     score.add_argument("data", help="DATA.npz (same format as for fit)")
     score.add_argument("--entropy", type=_entropies, help="h1,...,hp: domain entropies in nats")
-    score.add_argument("--mixture", action="append", type=lambda t: _numbers(t, "--mixture"), default=[],
+    score.add_argument("--mixture", action="append", type=vector("--mixture"), default=[],
                        help="l1,...,lp: also report the NLL of this mixture of the domains (repeatable)")
     score.add_argument("--threads", type=_positive(int), help="torch CPU threads (default 1 on CPU)")
     score.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -172,8 +147,8 @@ def _add_score(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser; a subcommand is one ``_add_NAME(sub)`` that sets ``handler`` (returns (result, exit code))."""
-    parser = _OneLineParser(prog="python -m modular", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
     _add_fit(sub)
     _add_score(sub)
     register_tools(sub)
@@ -207,15 +182,16 @@ def _gate_for(kind: str, domains, experts, p: int, seed: int):
 
 
 def _check_writable(path: str | None, what: str, *, directory: bool = False) -> None:
-    """Refuse before training an output path whose directory does not exist."""
+    """Refuse before training an output path that cannot be written (its folder missing, a folder, ...)."""
     if path is None:
         return
-    parent = os.path.dirname(os.path.abspath(path)) if not directory else os.path.dirname(os.path.abspath(path))
+    if not directory:
+        check_output_path(path, what)
+        return
+    parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise InputError(f"{what} {path}: directory {parent} does not exist")
-    if not directory and os.path.isdir(path):
-        raise InputError(f"{what} {path} is a directory")
-    if directory and os.path.exists(path) and not os.path.isdir(path):
+    if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(f"{what} {path} exists and is not a directory")
 
 
@@ -241,9 +217,9 @@ def _prepare_features(kind: str, sets) -> None:
 
 
 def run_fit(args) -> tuple[dict, int]:
-    for path, what in ((args.checkpoint, "checkpoint"), (args.save, "gate file"), (args.out, "output")):
+    for path, what in ((args.checkpoint, "--checkpoint"), (args.save, "--save"), (args.out, "--out")):
         _check_writable(path, what)
-    _check_writable(args.report, "report directory", directory=True)
+    _check_writable(args.report, "--report directory", directory=True)
     if args.solver == "exact" and args.gate != "tabular":
         raise InputError("--solver exact needs --gate tabular (features are outcome ids)")
     domains, experts = load_npz(args.data)
@@ -311,14 +287,8 @@ def run_fit(args) -> tuple[dict, int]:
         out["report"] = write_report(args.report, res)
     if args.out:
         full = dict(out, history={k: _finite_or_none(np.asarray(v).tolist()) for k, v in res.history.items()})
-        try:
-            with open(args.out, "w") as fh:
-                json.dump(full, fh, indent=1, allow_nan=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:  # e.g. a full disk: name the path, in one line
-            raise InputError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
-    return out, 0 if res.status == CONVERGED else EXIT_NOT_CONVERGED
+        save_text(args.out, json.dumps(full, indent=1, allow_nan=False))  # a write error is one line, exit 2
+    return out, EXIT_OK if res.status == CONVERGED else EXIT_NOT_CONVERGED
 
 
 def _check_gate_fits_data(loaded, domains, path: str) -> None:
@@ -395,19 +365,34 @@ def _print_fit(out: dict) -> None:
         print(f"note: {out['note']}")
 
 
+def _num(v, spec: str) -> str:
+    """``v`` formatted by ``spec``; ``n/a`` (same width) for a value that was not finite (None)."""
+    if v is None:
+        width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+        return "n/a".rjust(int(width) if width else 0)
+    return format(v, spec)
+
+
 def _print_score(out: dict) -> None:
     print(f"gate ({out['gate']}) on {'its training data' if out['training_data'] else 'these data'}")
     print("domain     nll   excess" + ("       kl" if out["kl"] is not None else ""))
     for k, (nll, ex) in enumerate(zip(out["nll"], out["excess"])):
-        print(f"{k:>6} {nll:8.4f} {ex:8.4f}" + (f" {out['kl'][k]:8.4f}" if out["kl"] is not None else ""))
-    print(f"Z = {out['z']:.5f} ({out['z_estimator']}{'' if out['z_unbiased'] else ', biased'})")
+        print(f"{k:>6} {_num(nll, '8.4f')} {_num(ex, '8.4f')}"
+              + (f" {_num(out['kl'][k], '8.4f')}" if out["kl"] is not None else ""))
+    print(f"Z = {_num(out['z'], '.5f')} ({out['z_estimator']}{'' if out['z_unbiased'] else ', biased'})")
     for m in out["mixtures"]:
-        print(f"mixture {', '.join(f'{v:g}' for v in m['mixture'])}: nll {m['nll']:.4f}")
+        print(f"mixture {', '.join(f'{v:g}' for v in m['mixture'])}: nll {_num(m['nll'], '.4f')}")
+    if any(v is None for v in out["nll"] + out["excess"] + (out["kl"] or [])) or out["z"] is None:
+        print("n/a: not finite (a sample with log-probability -inf under the gated model or its own expert)")
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Parse ``argv`` and run the subcommand under the exit-status contract of :mod:`theory.commandline`."""
+    return run_main(None, lambda: _main(argv))  # messages start "error: " (PROG names the usage)
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
     if args.command in TOOL_COMMANDS:
         return run_tool(args)
     _set_threads(args)
@@ -415,17 +400,11 @@ def main(argv=None) -> int:
         out, code = args.handler(args)
     except FitInterrupted as exc:
         saved = f"checkpoint saved to {exc.checkpoint}" if exc.checkpoint else "no --checkpoint given, nothing saved"
-        print(f"interrupted after step {exc.step}: {saved}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (InputError, OSError) as exc:
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+        raise KeyboardInterrupt(f"interrupted after step {exc.step}: {saved}") from None
+    except OSError as exc:  # a file the command reads or writes (e.g. --save on a full disk)
+        raise as_input_error(exc) from None
     if args.json:
-        print(json.dumps(out, allow_nan=False))
+        print_json(out)
     elif args.command == "fit":
         _print_fit(out)
     else:

@@ -433,6 +433,11 @@ class FitInterrupted(KeyboardInterrupt):
         self.step, self.checkpoint = step, checkpoint
 
 
+#: Series recorded in a fit's history (and its checkpoint).
+HISTORY_KEYS = ("step", "seconds", "lam", "mu", "z", "z_ema", "loss", "nll", "adversary_loss",
+                "check_step", "check_gap", "check_z")
+
+
 def _load_checkpoint(path: str, dev, config: dict, budget: int) -> dict:
     """Read and validate a checkpoint (no pickled code: ``weights_only=True``); one-line errors."""
     try:
@@ -457,6 +462,14 @@ def _load_checkpoint(path: str, dev, config: dict, budget: int) -> dict:
     for key in ("lam", "lam_avg", "mu", "z_ema"):
         if not isinstance(state.get(key), torch.Tensor):
             raise InputError(f"checkpoint {path}: entry {key!r} is missing or not a tensor")
+    # The counters and the history are resumed as they are: a wrong type would fail mid-fit.
+    for key, kinds in (("n_avg", int), ("streak", int), ("seconds", (int, float))):
+        if not isinstance(state.get(key), kinds) or isinstance(state.get(key), bool) or not state[key] >= 0:
+            raise InputError(f"checkpoint {path}: entry {key!r} is not a non-negative number")
+    history = state.get("history")
+    if not (isinstance(history, dict) and set(history) == set(HISTORY_KEYS)
+            and all(isinstance(v, list) for v in history.values())):
+        raise InputError(f"checkpoint {path}: its training history is not that of this fit")
     lam = state["lam"]
     if lam.shape != (config["p"],) or not torch.isfinite(lam).all() or (lam < 0).any() or \
             abs(float(lam.sum()) - 1) > 1e-6:
@@ -641,10 +654,7 @@ def fit_robust_gate(
     n_avg = 0
     mu = torch.tensor(float(mu0), dtype=dtype, device=dev)
     z_ema = torch.tensor(float("nan"), dtype=dtype, device=dev)
-    history: dict[str, list] = {
-        k: [] for k in ("step", "seconds", "lam", "mu", "z", "z_ema", "loss", "nll", "adversary_loss",
-                        "check_step", "check_gap", "check_z")
-    }
+    history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
     start, elapsed, streak = 0, 0.0, 0
     config = dict(p=p, data=data_fingerprint(domains, expert_samples), adversary=adversary, z_estimator=z_estimator,
                   steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, decay_steps=decay_steps,

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
-import numpy as np
 import torch
 
+from theory.commandline import add_out_argument, as_input_error, positive, print_json
 from theory.errors import InputError
 
 TOOL_COMMANDS = ("cache", "evaluate", "distill", "generate")
@@ -31,52 +30,52 @@ def register(sub) -> None:
                         "NAME=torch:FILE.pt (TorchScript with expert.json) or NAME=ngram:FILE.npz")
     c.add_argument("--domain", action="append", required=True, metavar="NAME=FILES",
                    help="a domain's text: comma-separated files or globs; .jsonl files give one document per line")
-    c.add_argument("--text-field", default="text", help="JSONL field holding the text (default: text)")
-    c.add_argument("--window", type=int, required=True, metavar="T",
+    c.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    c.add_argument("--window", type=positive(int), required=True, metavar="T",
                    help="tokens per sample: documents are cut into non-overlapping windows of T tokens")
     c.add_argument("--split", default="8:1:1", help="train:val:test shares of the documents, by document hash")
-    c.add_argument("--expert-samples", type=int, default=256, metavar="M",
+    c.add_argument("--expert-samples", type=positive(int, zero=True), default=256, metavar="M",
                    help="sequences sampled from each expert (per split) and scored by all, for the unbiased Z")
-    c.add_argument("--out", required=True, help="output directory (DATA.npz, VAL.npz, TEST.npz, manifest.json)")
+    add_out_argument(c, "the cache (DATA.npz, VAL.npz, TEST.npz, manifest.json, chunks/)", folder=True, required=True)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--chunk", type=int, default=256, help="windows or samples per chunk written to OUT/chunks")
-    c.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass")
-    c.add_argument("--max-chunks", type=int, help="stop after computing this many chunks (resume later)")
-    c.add_argument("--device", choices=["cpu", "cuda"])
+    c.add_argument("--chunk", type=positive(int), default=256, help="windows or samples per chunk written to OUT/chunks")
+    c.add_argument("--batch-size", type=positive(int), default=64, help="sequences per forward pass")
+    c.add_argument("--max-chunks", type=positive(int), help="stop after computing this many chunks (resume later)")
+    c.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     e = sub.add_parser("evaluate", help="held-out NLL and excess of a gate and the baselines, per mixture")
     e.add_argument("gate", help="gate file (gate.pt)")
     e.add_argument("test", help="cached test split (TEST.npz)")
     e.add_argument("--mixtures", help="semicolon-separated mixtures, e.g. '1,0,0;0.5,0.5,0' (default: vertices, "
                                       "pair midpoints, centre)")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--report", help="directory for evaluation.md, evaluation.json and evaluation.png")
 
     d = sub.add_parser("distill", help="train a causal router on rejection samples of the gated model")
     d.add_argument("gate", help="gate file (gate.pt)")
     d.add_argument("data", help="cached training split (DATA.npz) with expert samples")
     d.add_argument("--save", required=True, help="router file to write (router.pt)")
-    d.add_argument("--steps", type=int, default=500, help="AdamW steps of the router")
-    d.add_argument("--batch-size", type=int, default=128, help="sampled sequences per step")
-    d.add_argument("--lr", type=float, default=0.01, help="AdamW learning rate of the router")
+    d.add_argument("--steps", type=positive(int), default=500, help="AdamW steps of the router")
+    d.add_argument("--batch-size", type=positive(int), default=128, help="sampled sequences per step")
+    d.add_argument("--lr", type=positive(float), default=0.01, help="AdamW learning rate of the router")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", choices=["cpu", "cuda"])
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
+    d.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     g = sub.add_parser("generate", help="sample text from the experts mixed by a router (or exactly by the gate)")
     g.add_argument("router", help="router file (router.pt) written by distill")
     g.add_argument("--expert", action="append", required=True, metavar="NAME=SPEC",
                    help="the experts the router was distilled for, in the same order")
-    g.add_argument("--n", type=int, default=4, help="number of sequences")
-    g.add_argument("--length", type=int, help="tokens per sequence (default: the cache's window T)")
+    g.add_argument("--n", type=positive(int), default=4, help="number of sequences")
+    g.add_argument("--length", type=positive(int), help="tokens per sequence (default: the cache's window T)")
     g.add_argument("--exact", action="store_true",
                    help="draw from pi_g itself by rejection sampling (needs the gate: --gate or the one distilled)")
     g.add_argument("--gate", help="gate file for --exact (default: the gate the router was distilled from)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", choices=["cpu", "cuda"])
-    g.add_argument("--json", action="store_true")
+    g.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
+    g.add_argument("--json", action="store_true", help="print the samples as JSON")
 
 
 def _quiet_transformers() -> None:
@@ -236,15 +235,14 @@ _RUN = {"cache": (run_cache, _print_cache), "evaluate": (run_evaluate, _print_ev
 
 
 def run_tool(args) -> int:
-    """Run one tool subcommand; bad input is one line on stderr and status 2."""
+    """Run one tool subcommand; bad input raises :class:`InputError` (one line, status 2, by ``run_main``)."""
     run, show = _RUN[args.command]
     try:
         code, out = run(args)
-    except (InputError, OSError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        raise as_input_error(exc) from None
     if getattr(args, "json", False):
-        print(json.dumps(out, default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v)))
+        print_json(out, default=str)  # NaN as null with a note; numpy arrays as lists
     else:
         show(out)
     return code

@@ -16,6 +16,7 @@ from theory.commandline import (
     EXIT_NOT_CONVERGED,
     EXIT_OK,
     ArgumentParser,
+    add_out_argument,
     check_number,
     check_output_path,
     load_array,
@@ -44,7 +45,7 @@ def add_solve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda-lower", help="l1,...,lp: lower bounds of the prior set Lambda")
     parser.add_argument("--lambda-upper", help="u1,...,up: upper bounds of the prior set Lambda")
     parser.add_argument("--tol", type=float, default=1e-9, help="certified gap (nats) to reach")
-    parser.add_argument("--out", help="write the gated model q (n,) as an .npy array to exactly this path")
+    add_out_argument(parser, "the gated model q (n,) as an .npy array")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (NaN and infinities as null, listed under 'nonfinite')")
 

@@ -9,6 +9,15 @@ vectors, an argparse parser whose usage errors are one line and whose ``--help``
 every default, JSON that is valid JSON (NaN and infinities become ``null`` with a note),
 and ``--out`` files written at exactly the path given.
 
+``--out`` means one thing in every command: *where the command's result goes*, at
+exactly that path (no suffix added), written whole (a temporary file renamed into
+place, so an interrupted run leaves the old file or the new one) and refused before any
+work when its folder is missing. It is a file for a command with one result (``theory
+solve``: the gated model q as ``.npy``; ``modular fit``: the JSON result with its
+training history; ``theory claims`` and most benchmarks: a report or CSV) and a folder
+for a command that writes several (``modular cache``, ``benchmarks.modular_fit``);
+:func:`add_out_argument` writes that into every ``--help``.
+
 It imports only the standard library, numpy and :mod:`theory.errors`, so every package
 (theory is the lowest layer) can use it and a command can reject bad input before it
 loads cvxpy, scipy.optimize or torch.
@@ -92,13 +101,17 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def print_error(prog: str, exc: BaseException | str, stream=None) -> None:
-    """Print ``<prog>: error: <message>`` as exactly one line on stderr."""
+def _prefix(prog: str | None) -> str:
+    return f"{prog}: " if prog else ""
+
+
+def print_error(prog: str | None, exc: BaseException | str, stream=None) -> None:
+    """Print ``<prog>: error: <message>`` (``error: <message>`` without ``prog``) as exactly one line on stderr."""
     message = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
-    print(f"{prog}: error: {one_line(message)}", file=stream if stream is not None else sys.stderr)
+    print(f"{_prefix(prog)}error: {one_line(message)}", file=stream if stream is not None else sys.stderr)
 
 
-def run_main(prog: str, body: Callable[[], int]) -> int:
+def run_main(prog: str | None, body: Callable[[], int]) -> int:
     """Run a command's ``body`` under the exit-status contract.
 
     Bad input (:class:`InputError`, which every option and file check raises) gives one
@@ -109,6 +122,8 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
 
     Warnings raised meanwhile (numpy's RuntimeWarning, a ConvergenceWarning) are held back:
     printed after a result, dropped before a one-line error, which then stays one line.
+    Every line starts with ``<prog>: `` unless ``prog`` is empty (``python -m modular``
+    keeps the bare ``error: ...`` its users' scripts match).
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
@@ -120,15 +135,15 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
         except SolverFailedError as exc:
             print_error(prog, exc)
             return EXIT_FAILED
-        except KeyboardInterrupt:
-            print_error(prog, "interrupted")
+        except KeyboardInterrupt as exc:  # a subclass may say what was saved (the fit's FitInterrupted)
+            print_error(prog, str(exc) or "interrupted")
             return EXIT_INTERRUPTED
         except BrokenPipeError:
             # stdout closed by the reader (``| head``): nothing more can be said there.
             sys.stderr.close()
             return EXIT_FAILED
     for w in caught:
-        print(f"{prog}: warning: {one_line(w.message)}", file=sys.stderr)
+        print(f"{_prefix(prog)}warning: {one_line(w.message)}", file=sys.stderr)
     return status
 
 
@@ -206,7 +221,8 @@ def load_archive(path, name: str, *, kinds: str = NUMERIC_KINDS, text_members=()
         raise InputError(f"cannot read {name} file {path!r}: not an .npz archive")
     out = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Opened here, not by np.load: numpy leaks its own handle when the zip directory is bad.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             for key in npz.files:
                 out[key] = check_dtype(npz[key], f"{name} member {key!r}", kinds + "U" if key in text_members else kinds)
     except InputError:
@@ -226,9 +242,9 @@ def parse_vector(text: str, name: str, *, length: int | None = None, allow_inf: 
     except ValueError:
         raise InputError(f"{name} must be comma-separated numbers, got {text!r}") from None
     if np.isnan(vec).any():
-        raise InputError(f"{name} has a NaN entry ({text!r})")
+        raise InputError(f"{name} has a NaN entry ({text!r}); expected finite numbers")
     if not allow_inf and np.isinf(vec).any():
-        raise InputError(f"{name} has an infinite entry ({text!r})")
+        raise InputError(f"{name} has an infinite entry ({text!r}); expected finite numbers")
     if length is not None and vec.shape[0] != length:
         raise InputError(f"{name} has {vec.shape[0]} values; expected {length}")
     return vec
@@ -244,6 +260,63 @@ def check_number(value: float, name: str, *, positive: bool = False, nonnegative
     if nonnegative and not value >= 0:
         raise InputError(f"{name} must be non-negative, got {value:g}")
     return value
+
+
+def positive(kind=float, *, zero: bool = False, below_one: bool = False) -> Callable[[str], Any]:
+    """argparse ``type``: a finite number > 0 (>= 0 with ``zero``; also < 1 with ``below_one``).
+
+    The usage error names the option (argparse adds ``argument --x:``) and is one line.
+    """
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(v) or v < 0 or (v == 0 and not zero) or (below_one and v >= 1):
+            if kind is int:
+                what = "a non-negative integer" if zero else "a positive integer"
+            else:
+                what = "in (0, 1)" if below_one else ("finite and >= 0" if zero else "finite and > 0")
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return v
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def vector(name: str, **kwargs) -> Callable[[str], np.ndarray]:
+    """argparse ``type``: :func:`parse_vector` of the option ``name`` (one-line usage error)."""
+    def parse(text: str) -> np.ndarray:
+        try:  # argparse already names the option: the message says "the value"
+            return parse_vector(text, "the value", **kwargs)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = "vector"
+    return parse
+
+
+def add_out_argument(parser: argparse.ArgumentParser, what: str, *, folder: bool = False,
+                     creates_folder: bool = False, **kwargs):
+    """Add ``--out``, with the one meaning it has in every command (see the module docstring).
+
+    ``what`` says what is written (``"the gated model q as an .npy array"``); ``folder``
+    for commands whose result is several files in one folder; ``creates_folder`` for
+    commands that create the missing folder of their output file.
+    """
+    if folder:
+        where = "into this folder (created; each file in it written whole)"
+    else:
+        made = "its folder is created" if creates_folder else "its folder must exist"
+        where = f"to exactly this path (no suffix added; written whole; {made})"
+    return parser.add_argument("--out", help=f"write {what} {where}", **kwargs)
+
+
+def as_input_error(exc: OSError, what: str = "file") -> InputError:
+    """An :class:`InputError` naming the path of a failed read or write, in one line."""
+    path = exc.filename if exc.filename is not None else "?"
+    return InputError(f"cannot access {what} {str(path)!r}: {exc.strerror or exc}")
 
 
 # --------------------------------------------------------------------------- JSON
@@ -367,6 +440,7 @@ def print_json(obj: Any, **kwargs) -> None:
 __all__: Sequence[str] = (
     "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_NOT_CONVERGED", "EXIT_INTERRUPTED",
     "ArgumentParser", "DefaultsHelpFormatter", "run_main", "print_error", "one_line",
-    "load_array", "load_archive", "check_dtype", "parse_vector", "check_number",
+    "load_array", "load_archive", "check_dtype", "parse_vector", "check_number", "positive", "vector",
+    "add_out_argument", "as_input_error",
     "json_ready", "dumps", "print_json", "check_output_path", "write_output", "save_array", "save_text",
 )

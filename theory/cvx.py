@@ -110,10 +110,13 @@ def _solve(problem, solver, solver_options):
     """Solve ``problem``, trying the settings in turn; return (cvxpy status, settings used).
 
     Stops at the first ``optimal`` status; otherwise falls back to the first setting that
-    gave ``optimal_inaccurate``. Raises :class:`SolverFailedError` when none did.
+    gave ``optimal_inaccurate``, else to the first that stopped at its iteration limit
+    (``user_limit``) with a finite point: the certificate of that point then decides the
+    status (on subnormal instances Clarabel stalls there while its point is already
+    within 1e-3 relative). Raises :class:`SolverFailedError` when none gave a point.
     """
     attempts = (solver_options,) if solver_options is not None else (CLARABEL_ATTEMPTS if solver == "CLARABEL" else ({},))
-    failure, inaccurate = "no attempt", None
+    failure, inaccurate, limited = "no attempt", None, None
     for options in attempts:
         try:
             with warnings.catch_warnings():
@@ -128,13 +131,21 @@ def _solve(problem, solver, solver_options):
             return problem.status, options
         if problem.status == cp.OPTIMAL_INACCURATE and inaccurate is None:
             inaccurate = options
-    if inaccurate is None:
+        if problem.status == cp.USER_LIMIT and limited is None and _has_finite_point(problem):
+            limited = options
+    fallback = inaccurate if inaccurate is not None else limited
+    if fallback is None:
         raise SolverFailedError(f"cvxpy/{solver} {failure}; no solution to report")
-    if problem.status != cp.OPTIMAL_INACCURATE:
+    if options is not fallback:  # the last attempt's point is not the fallback's: solve it again
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-            problem.solve(solver=solver, **inaccurate)
-    return problem.status, inaccurate
+            problem.solve(solver=solver, **fallback)
+    return problem.status, fallback
+
+
+def _has_finite_point(problem) -> bool:
+    """Whether every variable of ``problem`` holds a finite value (a stopped solver may leave none)."""
+    return all(v.value is not None and np.isfinite(v.value).all() for v in problem.variables())
 
 
 def solve_cvxpy(
@@ -199,7 +210,8 @@ def solve_cvxpy(
     InputError
         Bad distributions, shapes, options, an empty G1 or an infeasible Lambda.
     SolverFailedError
-        The conic solver returned neither an optimal nor an inaccurate-optimal status.
+        The conic solver returned no point: neither an optimal nor an inaccurate-optimal
+        status, nor a finite point at its iteration limit.
     """
     start = time.perf_counter()
     if tol is not None:
@@ -269,7 +281,7 @@ def solve_cvxpy(
     if tol is None:
         # No tolerance asked for: the conic solver's own word is all there is.
         cert = Certificate.of(lower, upper, math.inf, missed=INACCURATE)
-        if status_text == cp.OPTIMAL_INACCURATE and cert.status == OPTIMAL:
+        if status_text in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT) and cert.status == OPTIMAL:
             cert = Certificate(cert.lower, cert.upper, cert.gap, INACCURATE, cert.clamped)
     else:
         # The certificate decides, whatever the conic solver's status text: Clarabel's

@@ -91,7 +91,7 @@ from figures import provenance  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 _SCRIPT = textwrap.dedent("""
-    import os, signal, sys, time
+    import io, os, signal, sys, time
     sys.path[:0] = [{root!r}, {here!r}]
     import matplotlib
     matplotlib.use("Agg")
@@ -100,11 +100,31 @@ _SCRIPT = textwrap.dedent("""
     import pandas as pd
     import figures.files
     from figures.cache import ResultCache
-    from figures.pipeline import Caption, Context, Figure, run_figures
+    from figures.pipeline import Caption, Context, Figure, rows_frame, run_figures
     from figures.sweep import SweepRunner
+    from sweep_items import noisy_moments
 
     results, names, value, kill_at = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3]), sys.argv[4]
-    if kill_at != "none":
+    if kill_at.startswith("mid"):
+        real_atomic, calls = figures.files.atomic_write, []
+
+        def atomic_then_die(path, write, binary=True):
+            # The N-th file is killed half-way through writing its temporary file.
+            calls.append(path)
+            if len(calls) != int(kill_at[3:]):
+                return real_atomic(path, write, binary=binary)
+
+            def half(fh):
+                buf = io.BytesIO()
+                write(buf)
+                fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                fh.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            return real_atomic(path, half, binary=binary)
+
+        figures.files.atomic_write = atomic_then_die
+    elif kill_at != "none":
         real_fsync, seen = os.fsync, []
 
         def fsync_then_die(fd):
@@ -124,6 +144,10 @@ _SCRIPT = textwrap.dedent("""
             fig, ax = plt.subplots()
             ax.plot(df.x, df.y)
             ctx.save_figure(name, fig, configs=[{{"seed": 0}}], results=[{{}}])
+            # A cached sweep: served from the cache on a second run, its table must not change.
+            cfgs = [{{"seed": s, "n": 20}} for s in (1, 2)]
+            swept = ctx.sweep("toy", noisy_moments, cfgs)
+            ctx.write_table(name + "_sweep", rows_frame(swept), configs=cfgs, results=swept)
             return Caption(f"{{name}} value {{value}}", True, "claim")
         return run
 
@@ -197,3 +221,93 @@ def test_cache_served_results_keep_column_order(tmp_path):
     cache.put("stage", {"seed": 0}, fresh)
     served = cache.get("stage", {"seed": 0})
     assert list(served) == list(fresh) and list(served["rows"][0]) == ["zeta", "alpha", "mid"]
+
+
+#: Files of one run of figure "fig" in the order they are written; the second member of
+#: each output's pair is its provenance record.
+_WRITES = ("timings/fig.csv", "tables/fig.csv", "tables/fig.csv.provenance.json", "figures/fig.png",
+           "figures/fig.png.provenance.json", "tables/fig_sweep.csv", "tables/fig_sweep.csv.provenance.json",
+           "figures/captions.json", "timings.json", "summary.md")
+
+
+def test_killed_half_way_through_any_write_leaves_every_file_whole(tmp_path):
+    """SIGKILL in the middle of writing each file in turn: every file is the old or the new one, whole."""
+    new = tmp_path / "new"
+    assert _run(new, ["fig"], 2.0).returncode == 0
+    # Half-way through the PNG, captions.json and summary.md (a kill after a whole write: above).
+    for kill_at in (4, 8, 10):
+        results = tmp_path / f"run{kill_at}"
+        assert _run(results, ["fig"], 1.0).returncode == 0
+        old = {w: (results / w).read_bytes() for w in _WRITES}
+        killed = _run(results, ["fig"], 2.0, kill_at=f"mid{kill_at}")
+        assert killed.returncode == -9, killed.stderr.read()
+        for i, w in enumerate(_WRITES, start=1):
+            got = (results / w).read_bytes()
+            if w.endswith(".provenance.json"):
+                json.loads(got)  # whole JSON (its creation time differs from run to run)
+                continue
+            if w in ("timings.json",):
+                json.loads(got)
+                continue
+            expected = (new / w).read_bytes() if i < kill_at else old[w]
+            assert got == expected, (kill_at, w)
+        # A record that does not match its file is the one sign of a kill between the two
+        # (the sweep's table is the same in both runs: its old record still matches).
+        for w in ("tables/fig.csv", "figures/fig.png", "tables/fig_sweep.csv"):
+            changed = old[w] != (new / w).read_bytes()
+            assert provenance.matches(results / w) == (not changed or _WRITES.index(w) + 2 != kill_at), (kill_at, w)
+        assert old["tables/fig.csv"] != (new / "tables/fig.csv").read_bytes()
+        # What a kill leaves behind is a hidden temporary file, never a partial output.
+        stray = [p for p in results.rglob("*.tmp")]
+        assert all(p.name.startswith(".") for p in stray) and len(stray) <= 1, stray
+
+
+def test_three_concurrent_runs_keep_every_entry(tmp_path):
+    """Three runs on one results folder, one figure in common: no entry lost, every file whole and matched."""
+    names = {v: [f"r{v}_{i}" for i in range(4)] + ["shared"] for v in (1, 2, 3)}
+    procs = [_run(tmp_path, names[v], float(v), wait=False) for v in names]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    every = {n for ns in names.values() for n in ns}
+    captions = json.loads((tmp_path / "figures" / "captions.json").read_text())
+    assert set(captions) == every
+    assert captions["shared"]["caption"] in {f"shared value {float(v)}" for v in names}
+    rows = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| [")]
+    assert sorted(r.split("]")[0][3:] for r in rows) == sorted(every)
+    assert set(json.loads((tmp_path / "timings.json").read_text())) == every
+    for n in every:
+        for w in (f"tables/{n}.csv", f"figures/{n}.png", f"tables/{n}_sweep.csv"):
+            assert provenance.matches(tmp_path / w), w
+
+
+def test_cache_served_tables_are_byte_identical_to_fresh_ones(tmp_path):
+    assert _run(tmp_path, ["fig"], 1.0).returncode == 0
+    fresh = (tmp_path / "tables" / "fig_sweep.csv").read_bytes()
+    assert fresh.splitlines()[0] == b"seed,mean,var"  # the rows' order, not sorted (mean,seed,var)
+    entries = list((tmp_path / "cache").rglob("*.json"))
+    assert entries, "the sweep was not cached"
+    assert _run(tmp_path, ["fig"], 1.0).returncode == 0
+    assert list((tmp_path / "cache").rglob("*.json")) == entries  # served, not recomputed
+    assert (tmp_path / "tables" / "fig_sweep.csv").read_bytes() == fresh
+
+
+def test_every_timing_column_leaves_the_tables():
+    from figures.pipeline import timing_columns
+
+    df = pd.DataFrame(columns=["seed", "seconds", "fit_seconds", "gate_fit_seconds", "seconds_experts",
+                               "seconds_gate_fit", "value", "secondsworth", "n_seconds_x"])
+    assert timing_columns(df) == ["seconds", "fit_seconds", "gate_fit_seconds", "seconds_experts",
+                                  "seconds_gate_fit"]
+
+
+def test_provenance_records_what_selects_the_kernels(monkeypatch):
+    """The kernel choice (not the thread count) moved regenerated tables: the record names it."""
+    import torch  # noqa: F401 - loaded, so its CPU capability is recorded
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    rec = provenance.numerical_kernels()
+    assert rec["kernel_env"]["OPENBLAS_CORETYPE"] == "Haswell" and "MKL_CBWR" not in rec["kernel_env"]
+    assert rec["torch_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "NO AVX")
+    assert rec["cpu_flags"] is None or set(rec["cpu_flags"]) <= set(provenance.VECTOR_FLAGS)
+    assert any(lib["internal_api"] in ("openblas", "mkl") and lib["architecture"] for lib in rec["threadpools"])

@@ -194,3 +194,31 @@ def test_solver_internal_failure_is_one_line(tmp_path):
     assert rc in (0, 1, 3) and "Traceback" not in err
     if rc == 1:
         assert out == "" and len(err.strip().splitlines()) == 1 and "solver fixed-point failed" in err
+
+
+def test_cvxpy_on_a_subnormal_instance_exits_3_with_an_honest_certificate(tmp_path):
+    """Clarabel stops at its iteration limit (``user_limit``) here; its point is certified, not dropped (was exit 1)."""
+    from theory import kl
+
+    D, P = np.array([[1, 5e-324, 0], [.3, .3, .4]]), np.array([[1, 5e-324, 0], [0, 5e-324, 1]])
+    np.save(tmp_path / "D.npy", D)
+    np.save(tmp_path / "P.npy", P)
+    rc, out, err = _main("solve", "--domains", str(tmp_path / "D.npy"), "--experts", str(tmp_path / "P.npy"),
+                         "--solver", "cvxpy", "--json", "--out", str(tmp_path / "q.npy"))
+    assert rc == 3, err
+    assert len(err.strip().splitlines()) == 1 and "status inaccurate" in err
+    res = json.loads(out, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
+    q = np.load(tmp_path / "q.npy", allow_pickle=False)
+    assert abs(q.sum() - 1) < 1e-12 and res["cvxpy_status"] == "user_limit" and res["status"] == "inaccurate"
+    assert res["upper"] == pytest.approx(kl(D, q).max(), rel=1e-12)
+    # The dual solver's certified optimum (222.72115727) lies inside the reported bracket.
+    assert res["lower"] <= 222.72115727435946 <= res["upper"] and res["gap"] == pytest.approx(res["upper"] - res["lower"])
+
+
+@pytest.mark.parametrize("how", ["devnull", "empty"])
+def test_empty_partition_file_one_line(files, tmp_path, how):
+    path = "/dev/null" if how == "devnull" else tmp_path / "cells.npy"
+    if how == "empty":
+        path.write_bytes(b"")
+    _one_line_exit_2(*_main("solve", "--domains", str(files / "D.npy"), "--experts", str(files / "P.npy"),
+                            "--partition", str(path)), "the file is empty")

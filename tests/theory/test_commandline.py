@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -19,8 +20,10 @@ from theory.commandline import (
     load_archive,
     load_array,
     parse_vector,
+    positive,
     run_main,
     save_array,
+    vector,
 )
 from theory.errors import InputError
 
@@ -177,22 +180,69 @@ def test_run_main_exit_codes(capsys):
     assert capsys.readouterr().err == "tool: error: interrupted\n"
 
 
-def test_every_help_shows_defaults():
-    """Each option with a default shows it in every command's --help."""
-    from benchmarks.exact_solvers import main as exact_main  # noqa: F401 - importable
+def _every_parser():
+    """The parser of every command of the suite, subcommands included."""
+    import importlib
+
     from figures.__main__ import build_parser as figures_parser
     from modular.cli import build_parser as modular_parser
     from theory.cli import build_parser as theory_parser
 
-    for parser in (theory_parser(), modular_parser(), figures_parser()):
+    benchmarks = [importlib.import_module(f"benchmarks.{name}").build_parser() for name in
+                  ("exact_solvers", "modular_fit", "modular_fit_defaults", "synthetic_throughput", "expert_samples_z")]
+    out = []
+    for parser in (theory_parser(), modular_parser(), figures_parser(), *benchmarks):
         subs = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
-        parsers = [parser] + [p for s in subs for p in s.choices.values()]
-        for p in parsers:
-            text = " ".join(p.format_help().split())
-            for action in p._actions:
-                if action.default not in (None, False, "==SUPPRESS==") and action.option_strings:
-                    shown = f"(default: {action.default})" in text or "(default" in (action.help or "")
-                    assert shown, (p.prog, action.option_strings)
+        out += [parser] + [p for s in subs for p in s.choices.values()]
+    return out
+
+
+def test_every_parser_is_the_shared_one():
+    parsers = _every_parser()
+    assert len(parsers) >= 14  # theory solve, claims; modular fit, score and 4 tools; figures; 5 benchmarks
+    assert all(isinstance(p, ArgumentParser) for p in parsers), [p.prog for p in parsers]
+
+
+def test_out_means_one_thing_in_every_command():
+    """Every --out is where the result goes, written whole; its help says so and what it is."""
+    outs = {p.prog: a.help for p in _every_parser() for a in p._actions if "--out" in a.option_strings}
+    assert {"python -m theory solve", "python -m theory claims", "python -m modular fit",
+            "python -m modular cache", "python -m benchmarks.exact_solvers"} <= set(outs)
+    for prog, text in outs.items():
+        assert text.startswith("write ") and "written whole" in text, (prog, text)
+        assert "exactly this path (no suffix added" in text or "into this folder" in text, (prog, text)
+
+
+def test_argument_types_are_one_line_usage_errors(capsys):
+    parser = ArgumentParser(prog="tool")
+    parser.add_argument("--steps", type=positive(int), default=3)
+    parser.add_argument("--frac", type=positive(float, below_one=True))
+    parser.add_argument("--lam", type=vector("--lam"))
+    assert parser.parse_args(["--steps", "4", "--frac", "0.5", "--lam", "0.5,0.5"]).lam.tolist() == [0.5, 0.5]
+    for argv, message in [(["--steps", "0"], "argument --steps: must be a positive integer, got '0'"),
+                          (["--steps", "1.5"], "expected an integer"), (["--frac", "1"], "in (0, 1)"),
+                          (["--frac", "nan"], "in (0, 1)"), (["--lam", "nan,1"], "NaN entry"),
+                          (["--lam", "a,b"], "comma-separated numbers")]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            parser.parse_args(argv)
+
+
+def test_interrupt_message_and_bare_prefix(capsys):
+    def stopped():
+        raise KeyboardInterrupt("interrupted after step 7: checkpoint saved to ck.pt")
+
+    assert run_main(None, stopped) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "error: interrupted after step 7: checkpoint saved to ck.pt\n"
+
+
+def test_every_help_shows_defaults():
+    """Each option with a default shows it in every command's --help."""
+    for p in _every_parser():
+        text = " ".join(p.format_help().split())
+        for action in p._actions:
+            if action.default not in (None, False, "==SUPPRESS==") and action.option_strings:
+                shown = f"(default: {action.default})" in text or "(default" in (action.help or "")
+                assert shown, (p.prog, action.option_strings)
 
 
 def test_importing_the_layer_is_cheap():

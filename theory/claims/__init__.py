@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from theory.commandline import ArgumentParser, add_out_argument, positive, run_main, save_text
 from theory.errors import InputError
 
 
@@ -19,12 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the ``claims`` subcommand."""
     parser.add_argument("--quick", action="store_true", help="profile quick: small instance grid (under a minute on 2 cores); default: profile full")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the markdown table")
-    parser.add_argument("--out", type=Path, help="write the markdown report here (and the JSON next to it)")
+    add_out_argument(parser, "the markdown report (and its JSON beside it, suffix .json)", creates_folder=True,
+                     type=Path)
     parser.add_argument("--readme", type=Path, metavar="README",
                         help="rewrite the generated claims block of this README from the report")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--only", nargs="+", metavar="ID", help="audit only these claim ids")
-    parser.add_argument("--jobs", type=int, default=2, help="claims audited in parallel processes (default 2)")
+    parser.add_argument("--jobs", type=positive(int), default=2, help="claims audited in parallel processes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from theory.claims.report import environment, to_json, to_markdown
 
     try:
-        if args.jobs < 1:
-            raise InputError(f"--jobs must be at least 1, got {args.jobs}")
         profile = get_profile("quick" if args.quick else "full")
         outcomes = run_audit(profile, args.seed, args.only, jobs=args.jobs)
     except InputError as exc:
@@ -46,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(markdown)
-            args.out.with_suffix(".json").write_text(js)
-        except OSError as exc:
-            print(f"theory claims: error: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr)
+            save_text(args.out, markdown)
+            save_text(args.out.with_suffix(".json"), js)
+        except (OSError, InputError) as exc:
+            print(f"theory claims: error: cannot write the report to {args.out}: {getattr(exc, 'strerror', None) or exc}",
+                  file=sys.stderr)
             return 2
     if args.readme:
         from theory.claims.readme import update_readme
@@ -65,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m theory.claims", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m theory.claims", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_main("python -m theory.claims", lambda: run(parser.parse_args(argv)))
