@@ -27,7 +27,7 @@ import torch
 from modular import LinearGate, TabularGate, fit_robust_gate, sample_set
 from theory.commandline import EXIT_OK, ArgumentParser, add_out_argument, positive, run_main, save_text
 from theory.divergences import entropy
-from theory.errors import InputError, SolverFailedError
+from theory.errors import SolverFailedError
 from theory.solve import solve_robust
 
 TARGET_NATS = 0.02
