@@ -15,6 +15,10 @@ import numpy as np
 
 #: Outcomes per block: a (p x BLOCK) float64 block and its temporaries stay in cache for small p.
 BLOCK = 1 << 15
+#: Entries per block for many rows: ``columns(p)`` keeps a (p x m) float64 block near 512 kB (several fit in L2).
+BLOCK_ENTRIES = 1 << 16
+#: The fewest outcomes per block, however many rows (Python's per-block cost stays small).
+MIN_BLOCK = 256
 
 
 def as_rows(a) -> np.ndarray:
@@ -64,6 +68,11 @@ def release(X, a: int, b: int) -> None:
 def is_mapped(X) -> bool:
     """Whether ``X`` is backed by a memory-mapped file."""
     return getattr(X, "_mmap", None) is not None
+
+
+def columns(p: int) -> int:
+    """Outcomes per block for ``p`` rows: :data:`BLOCK` up to ``p = 8``, then ~512 kB blocks."""
+    return max(MIN_BLOCK, min(BLOCK, BLOCK_ENTRIES // max(p, 1)))
 
 
 def spans(n: int, size: int = BLOCK):
