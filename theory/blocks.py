@@ -34,9 +34,24 @@ def as_rows(a) -> np.ndarray:
     return arr[None, :] if arr.ndim == 1 else arr
 
 
-def block(X, a: int, b: int) -> np.ndarray:
-    """Columns ``a:b`` of ``X`` as float64 (a view when ``X`` is already float64)."""
-    return np.asarray(X[:, a:b], dtype=np.float64)
+def block(X, a: int, b: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Columns ``a:b`` of ``X`` as float64 (a view when ``X`` is already float64).
+
+    With ``out`` (a flat float64 buffer of at least ``p (b - a)`` entries) the columns
+    are copied into it as one contiguous (p x (b - a)) array: the later operations on
+    the block then run on contiguous cached memory (twice as fast as on the strided
+    view of a (p x n) array, measured at p = 8), and float32 inputs are converted there.
+    """
+    if out is None:
+        return np.asarray(X[:, a:b], dtype=np.float64)
+    dest = out[: X.shape[0] * (b - a)].reshape(X.shape[0], b - a)
+    np.copyto(dest, X[:, a:b])
+    return dest
+
+
+def buffer(p: int, n: int, size: int) -> np.ndarray:
+    """A flat float64 buffer for the blocks of ``size`` outcomes of a (p x n) array (:func:`block`)."""
+    return np.empty(p * min(size, n))
 
 
 def release(X, a: int, b: int) -> None:

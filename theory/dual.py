@@ -29,7 +29,7 @@ from scipy.special import rel_entr
 from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights
-from theory.blocks import BLOCK, block, columns, release, spans
+from theory.blocks import BLOCK, block, buffer, columns, release, spans
 from theory.errors import InvalidOptionError
 from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, require_nonempty_G1
 from theory.options import as_prior, check_family, check_tol
@@ -82,8 +82,10 @@ class _Point:
 def _neg_entropies(D) -> np.ndarray:
     """``-H(D_k) = sum_x D_k log D_k`` for every row, over blocks of outcomes (0 log 0 = 0)."""
     out = np.zeros(D.shape[0])
-    for a, b in spans(D.shape[1], columns(D.shape[0])):
-        Dc = block(D, a, b)
+    size = columns(D.shape[0])
+    buf = buffer(*D.shape, size)
+    for a, b in spans(D.shape[1], size):
+        Dc = block(D, a, b, buf)
         out += (Dc * np.log(np.maximum(Dc, SMALLEST))).sum(axis=1)
     return out
 
@@ -201,7 +203,7 @@ class _FullFamily:
         D, lo, hi, kernel = self.D, self.lo, self.hi, self.kernel
         kernel.start(t, level, moments)
         for a, b in spans(D.shape[1], kernel.size):
-            Dc, vc, lc, hc = block(D, a, b), v[a:b], lo[a:b], hi[a:b]
+            Dc, vc, lc, hc = block(D, a, b, kernel.block), v[a:b], lo[a:b], hi[a:b]
             if lam is not None:
                 np.dot(lam, Dc, out=vc)
             if top:
@@ -425,6 +427,7 @@ class _Sweep:
         self.rows = np.empty((p + 2 if self.fused else 2, m))
         self.prod = np.empty((p, self.rows.shape[0]))
         self.wbuf = np.empty(m)
+        self.block = buffer(p, n, self.size)
         self.codes = None
         self.start(None, None, False)
 

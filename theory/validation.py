@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.blocks import as_rows, block, columns, release, spans
+from theory.blocks import as_rows, block, buffer, columns, release, spans
 from theory.errors import (
     InvalidDistributionError,
     ShapeMismatchError,
@@ -152,13 +152,14 @@ def scan_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = T
     neg_ent, row_mass, p_mass = np.zeros(p), np.zeros(p), np.zeros(p)
     size = columns(p)
     logs = np.empty((p, min(size, n)))
+    d_buf, p_buf = buffer(p, n, size), buffer(p, n, size)
     # Fast path: one reduction per block and array (NaN and negative entries fail
     # min >= 0, and the hull's minimum is the experts' minimum; an infinite entry makes
     # its row sum infinite). Only a failed instance is scanned again for the precise
     # first offending entry.
     suspect = uncovered = False
     for a, b in spans(n, size):
-        Dc, Pc = block(D, a, b), block(P, a, b)
+        Dc, Pc = block(D, a, b, d_buf), block(P, a, b, p_buf)
         lc, hc, L = lo[a:b], hi[a:b], logs[:, : b - a]
         np.min(Pc, axis=0, out=lc)
         np.max(Pc, axis=0, out=hc)
