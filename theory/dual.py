@@ -16,6 +16,7 @@ Lambda is the whole simplex.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -368,6 +369,7 @@ class _FullFamily:
         w = np.empty(size)
         gram = np.zeros((p, p), order="F")
         buf = BlockBuffers(size)
+        threads = _gram_threads()
         t, degenerate = level.t, None if level.kind == "level" else level
         for a, b in spans(n, size):
             m = b - a
@@ -380,7 +382,8 @@ class _FullFamily:
             Ac = A[:, :m]
             np.multiply(Dc, wc, out=Ac)
             # (A')' A' with A' = Ac' Fortran-ordered: no copy; upper triangle accumulated in place.
-            gram = blas.dsyrk(1.0, Ac.T, c=gram, trans=1, beta=1.0, overwrite_c=1)
+            with threadpool_limits(limits=threads, user_api="blas"):
+                gram = blas.dsyrk(1.0, Ac.T, c=gram, trans=1, beta=1.0, overwrite_c=1)
             release(D, a, b)
         return _mirror(gram)
 
@@ -713,13 +716,29 @@ def solve_dual(
         ``"not_converged"`` with a :class:`~theory.result.ToleranceWarning`.
     """
     start = time.perf_counter()
-    p = np.shape(D)[0] if np.ndim(D) == 2 else 1
     # The passes over the data are many small BLAS calls on cache-sized blocks; with a
     # multi-threaded BLAS every call pays a thread hand-off, which costs more than it
-    # saves (3x slower measured at n = 1e5, p = 32 on two busy cores). From LARGE_P
-    # domains on, the p x p Gram updates are large enough to share between cores.
-    with threadpool_limits(limits=1 if p < LARGE_P else None, user_api="blas"):
+    # saves (3x slower measured at n = 1e5, p = 32 on two busy cores; 20x for the p x 2
+    # products at p = 1024). Only the Gram pass (many domains) shares its rank-k updates
+    # between cores (:func:`_gram_threads`).
+    with threadpool_limits(limits=1, user_api="blas"):
         return _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start)
+
+
+def _gram_threads() -> int:
+    """BLAS threads for the Gram pass: every core, unless the machine is already busy.
+
+    On a machine whose load average exceeds half its cores, extra BLAS threads wait for
+    cores taken by other processes (measured: 2 threads 1.5x slower than 1 at load 4.7
+    on 2 cores). Threads split the output matrix, not the sums, so the result does not
+    depend on their number (checked bit for bit for ``dsyrk``).
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] > cores / 2
+    except OSError:
+        busy = False
+    return 1 if busy else cores
 
 
 def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, start) -> SolverResult:
