@@ -30,7 +30,7 @@ from scipy.special import rel_entr
 from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights
-from theory.blocks import BLOCK, block, buffer, columns, release, spans
+from theory.blocks import BLOCK, block, buffer, columns, gather, release, spans
 from theory.errors import InvalidOptionError
 from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, require_nonempty_G1
 from theory.options import as_prior, check_family, check_tol
@@ -262,7 +262,9 @@ class _FullFamily:
         if idx is None:
             return None
         if idx.size:
-            Dx = np.asarray(self.D[:, idx], dtype=np.float64)
+            Dx = gather(self.D, idx)
+            if Dx is None:
+                return None
             vx, lx, hx = v[idx], self.lo[idx], self.hi[idx]
             R = R - self._terms(Dx, vx, lx, hx, t_ref) + self._terms(Dx, vx, lx, hx, level.t)
         return R, missed
