@@ -23,7 +23,8 @@ reporting the ratio, the agreement of the values, the passes over the (p x n) da
 solve and the one-pass time of this machine (``D.sum()`` over the p x n array: the
 memory-bandwidth floor of a pass), so the ratio to the floor is visible wherever it runs.
 
-Usage: ``python -m benchmarks.exact_solvers [--quick] [--out CSV] [--compare [REV]]``.
+Usage: ``python -m benchmarks.exact_solvers [--quick] [--out CSV] [--compare [REV]]`` (the comparison
+is written to ``results/benchmarks/exact_solvers_compare.csv`` unless ``--out`` says otherwise).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from theory.dual import solve_dual
 from theory.errors import SolverFailedError
 
 DEFAULT_OUT = Path("results/benchmarks/exact_solvers.csv")
+COMPARE_OUT = Path("results/benchmarks/exact_solvers_compare.csv")
 FULL_GRID = [(n, p) for n in (1_000, 10_000, 100_000) for p in (2, 8, 32)] + [(1_000_000, 8), (10_000_000, 8)]
 QUICK_GRID = [(n, p) for n in (1_000, 10_000) for p in (2, 8)] + [(100_000, 8)]
 #: cvxpy runs only where n * p is at most this (n = 1e5, p = 8 took 380 s on two busy cores).
@@ -154,51 +156,46 @@ def load_base_theory(rev: str = BASE_REV):
 class _PassCounter:
     """Counts the passes of one solve: over (p x n) arrays, and water-level passes over n-vectors.
 
-    ``data``: columns read block by block divided by n, plus one per in-memory ``D_lam``
-    product; ``level``: passes of the water-level search (each reads three n-vectors).
+    ``data``: columns of (p x n) arrays read block by block (:func:`theory.blocks.block`,
+    the validating pass reads two arrays) divided by n; ``level``: passes of the
+    water-level search that read only n-vectors (``v``, ``lo``, ``hi``).
     """
 
     def __init__(self):
         import theory.dual as dual
-        import theory.simplex as simplex
         import theory.validation as validation
 
-        self.dual, self.simplex, self.validation = dual, simplex, validation
-        self.columns, self.products, self.level = 0, 0, 0
+        self.dual, self.validation = dual, validation
+        self.columns, self.level = 0, 0
 
     def __enter__(self):
-        block, mix, mass_at = self.dual.block, self.dual._FullFamily._mix, self.simplex._mass_at
-        self.saved = block, mix, mass_at
+        dual, validation = self.dual, self.validation
+        self.saved = dual.block, validation.block, dual.level_pass, dual._FullFamily._tracked_pass
+        block, level_pass, tracked = self.saved[0], self.saved[2], self.saved[3]
 
-        def counted_block(X, a, b):
+        def counted_block(X, a, b, out=None):
             self.columns += b - a
-            return block(X, a, b)
+            return block(X, a, b, out)
 
-        def counted_mix(oracle, lam):
-            self.products += 1
-            columns = self.columns
-            out = mix(oracle, lam)
-            if self.columns > columns:  # the blocked path counted itself
-                self.products -= 1
-            return out
-
-        def counted_mass(*args):
+        def counted_level(*args):
             self.level += 1
-            return mass_at(*args)
+            return level_pass(*args)
 
-        self.dual.block = self.validation.block = counted_block
-        self.dual._FullFamily._mix = counted_mix
-        self.simplex._mass_at = counted_mass
+        def counted_tracked(oracle, v, t):
+            self.level += 1
+            return tracked(oracle, v, t)
+
+        dual.block = validation.block = counted_block
+        dual.level_pass = counted_level
+        dual._FullFamily._tracked_pass = counted_tracked
         return self
 
     def __exit__(self, *exc):
-        block, mix, mass_at = self.saved
-        self.dual.block = self.validation.block = block
-        self.dual._FullFamily._mix = mix
-        self.simplex._mass_at = mass_at
+        dual, validation = self.dual, self.validation
+        dual.block, validation.block, dual.level_pass, dual._FullFamily._tracked_pass = self.saved
 
     def data_passes(self, n: int) -> float:
-        return self.columns / n + self.products
+        return self.columns / n
 
 
 def one_pass_seconds(D, repeats: int = 5) -> float:
@@ -220,14 +217,16 @@ def compare(grid, rev: str, repeats: int, progress=sys.stderr) -> pd.DataFrame:
     for n, p in grid:
         D, P = instance(n, p, seed=1000 * p + int(np.log10(n)))
         times = {"old": [], "new": []}
+        cpu = {"old": [], "new": []}
         values = {}
         for _ in range(repeats):
             for name, solve in (("old", base.solve_dual), ("new", solve_dual)):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 res = solve(D, P, tol=1e-9)
-                if name == "old":
+                if name == "old" and rev == BASE_REV:
                     res.gate.shape  # the old solver built its dense gate inside the solve
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
                 values[name] = res
                 del res
         with _PassCounter() as counter:
@@ -236,13 +235,16 @@ def compare(grid, rev: str, repeats: int, progress=sys.stderr) -> pd.DataFrame:
         with threadpool_limits(limits=1, user_api="blas"):
             floor = one_pass_seconds(D)
         old, new = np.median(times["old"]), np.median(times["new"])
+        old_cpu, new_cpu = np.median(cpu["old"]), np.median(cpu["new"])
         rows.append(dict(
             n=n, p=p, old_seconds=old, new_seconds=new, speedup=old / new,
+            old_cpu_seconds=old_cpu, new_cpu_seconds=new_cpu, cpu_speedup=old_cpu / new_cpu,
             value_diff=abs(values["old"].value - values["new"].value), new_gap=values["new"].gap,
             passes=passes, level_passes=level_passes, one_pass_seconds=floor, new_over_floor=new / floor,
             evaluations=values["new"].info["evaluations"], load1=os.getloadavg()[0],
         ))
-        print(f"n={n:>10,} p={p:>4}: old {old:.3f} s, new {new:.3f} s ({old / new:.2f}x), "
+        print(f"n={n:>10,} p={p:>4}: old {old:.3f} s, new {new:.3f} s ({old / new:.2f}x; CPU {old_cpu:.3f} / "
+              f"{new_cpu:.3f} s, {old_cpu / new_cpu:.2f}x), "
               f"{passes:.1f} passes over p x n arrays + {level_passes} water-level passes, one pass {floor * 1e3:.1f} ms", file=progress, flush=True)
         del D, P, values
     return pd.DataFrame(rows)
@@ -254,7 +256,7 @@ def build_parser() -> ArgumentParser:
     add_out_argument(parser, "the CSV table", creates_folder=True, type=Path, default=DEFAULT_OUT)
     parser.add_argument("--compare", nargs="?", const=BASE_REV, metavar="REV",
                         help=f"time the dual solver of git revision REV (default {BASE_REV}) against today's")
-    parser.add_argument("--repeats", type=positive(int), default=3, help="alternating runs per instance for --compare")
+    parser.add_argument("--repeats", type=positive(int), default=5, help="alternating runs per instance for --compare")
     return parser
 
 
@@ -265,8 +267,13 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         if args.compare:
             table = compare(COMPARE_GRID[:1] if args.quick else COMPARE_GRID, args.compare, args.repeats)
+            out = args.out if args.out != DEFAULT_OUT else COMPARE_OUT
+            out.parent.mkdir(parents=True, exist_ok=True)
+            table.insert(0, "old_rev", args.compare)
+            save_text(out, table.to_csv(index=False))
             with pd.option_context("display.width", 200, "display.max_columns", None):
                 print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+            print(f"\nwrote {out} (medians of {args.repeats} alternating runs; CPU: time.process_time)")
             return EXIT_OK
         grid, work = (QUICK_GRID, QUICK_CVXPY_WORK) if args.quick else (FULL_GRID, FULL_CVXPY_WORK)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,16 @@ the block is done, so that the resident memory of a pass is one block, not the f
 from __future__ import annotations
 
 import mmap
+import os
 
 import numpy as np
 
 #: Outcomes per block: a (p x BLOCK) float64 block and its temporaries stay in cache for small p.
 BLOCK = 1 << 15
+#: Entries per block for many rows: ``columns(p)`` keeps a (p x m) float64 block near 512 kB (several fit in L2).
+BLOCK_ENTRIES = 1 << 16
+#: The fewest outcomes per block, however many rows (Python's per-block cost stays small).
+MIN_BLOCK = 256
 
 
 def as_rows(a) -> np.ndarray:
@@ -30,9 +35,24 @@ def as_rows(a) -> np.ndarray:
     return arr[None, :] if arr.ndim == 1 else arr
 
 
-def block(X, a: int, b: int) -> np.ndarray:
-    """Columns ``a:b`` of ``X`` as float64 (a view when ``X`` is already float64)."""
-    return np.asarray(X[:, a:b], dtype=np.float64)
+def block(X, a: int, b: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Columns ``a:b`` of ``X`` as float64 (a view when ``X`` is already float64).
+
+    With ``out`` (a flat float64 buffer of at least ``p (b - a)`` entries) the columns
+    are copied into it as one contiguous (p x (b - a)) array: the later operations on
+    the block then run on contiguous cached memory (twice as fast as on the strided
+    view of a (p x n) array, measured at p = 8), and float32 inputs are converted there.
+    """
+    if out is None:
+        return np.asarray(X[:, a:b], dtype=np.float64)
+    dest = out[: X.shape[0] * (b - a)].reshape(X.shape[0], b - a)
+    np.copyto(dest, X[:, a:b])
+    return dest
+
+
+def buffer(p: int, n: int, size: int) -> np.ndarray:
+    """A flat float64 buffer for the blocks of ``size`` outcomes of a (p x n) array (:func:`block`)."""
+    return np.empty(p * min(size, n))
 
 
 def release(X, a: int, b: int) -> None:
@@ -61,9 +81,43 @@ def release(X, a: int, b: int) -> None:
             return
 
 
+#: Columns read one by one from a memory-mapped file at most (:func:`gather`).
+MAX_GATHER = 4096
+
+
+def gather(X, idx: np.ndarray) -> np.ndarray | None:
+    """Columns ``idx`` of ``X`` as a float64 (p x len(idx)) array (None: too many to read from a file).
+
+    A memory-mapped ``X`` is read with ``pread`` from its file, not through the mapping:
+    every scattered column would map a page per row, and the kernel maps large folios
+    around each fault (11 MB for one column of a (8 x 5e6) float32 file, measured), so
+    a few columns would keep much of the file resident. Beyond :data:`MAX_GATHER`
+    columns a sequential pass is the better way, and None says so.
+    """
+    if not is_mapped(X):
+        return np.asarray(X[:, idx], dtype=np.float64)
+    filename = getattr(X, "filename", None)
+    if idx.size > MAX_GATHER or filename is None or not X.flags.c_contiguous:
+        return None
+    p, n = X.shape
+    size = X.itemsize
+    out = np.empty((p, idx.size))
+    with open(filename, "rb") as fh:
+        fd = fh.fileno()
+        for k in range(p):
+            row = X.offset + k * n * size
+            out[k] = [np.frombuffer(os.pread(fd, size, row + int(x) * size), dtype=X.dtype)[0] for x in idx]
+    return out
+
+
 def is_mapped(X) -> bool:
     """Whether ``X`` is backed by a memory-mapped file."""
     return getattr(X, "_mmap", None) is not None
+
+
+def columns(p: int) -> int:
+    """Outcomes per block for ``p`` rows: :data:`BLOCK` up to ``p = 8``, then ~512 kB blocks."""
+    return max(MIN_BLOCK, min(BLOCK, BLOCK_ENTRIES // max(p, 1)))
 
 
 def spans(n: int, size: int = BLOCK):

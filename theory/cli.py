@@ -72,7 +72,13 @@ def run_solve(args: argparse.Namespace) -> int:
         check_output_path(args.out)
     if args.partition is not None and args.family != "full":
         raise InputError("--partition sets the gate family; it cannot be combined with --family constant")
-    domains, experts = load_array(args.domains, "domains"), load_array(args.experts, "experts")
+    family = args.family if args.partition is None else "partition"
+    # The dual solver on the full family reads the arrays block by block (validation
+    # included): they stay memory-mapped, never copied whole into memory.
+    chunked = args.solver == "dual" and family == "full" and args.mixture is None
+    mmap_mode = "r" if chunked else None
+    domains = load_array(args.domains, "domains", mmap_mode=mmap_mode)
+    experts = load_array(args.experts, "experts", mmap_mode=mmap_mode)
     cells = None if args.partition is None else load_array(args.partition, "partition")
 
     from theory.prior import PriorSet
@@ -80,9 +86,11 @@ def run_solve(args: argparse.Namespace) -> int:
     from theory.solve import solve_fixed_mixture, solve_robust
     from theory.validation import as_instance
 
-    D, P = as_instance(domains, experts)
+    if not chunked or domains.ndim != 2 or experts.shape != domains.shape:
+        # Dense inputs for the other solvers; wrong shapes get the whole-array messages.
+        domains, experts = as_instance(domains, experts)
+    D, P = domains, experts
     p = D.shape[0]
-    family = args.family if cells is None else "partition"
 
     if args.mixture is not None:
         if args.lambda_lower is not None or args.lambda_upper is not None:

@@ -174,16 +174,18 @@ def check_dtype(arr: np.ndarray, name: str, kinds: str = NUMERIC_KINDS) -> np.nd
     return arr
 
 
-def _load_npy(path: str, name: str) -> np.ndarray:
+def _load_npy(path: str, name: str, mmap_mode=None) -> np.ndarray:
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
     except (OSError, ValueError, EOFError, TypeError) as exc:
         raise InputError(f"cannot read {name} file {path!r}: {one_line(exc) or type(exc).__name__}") from None
     return arr
 
 
-def load_array(path, name: str, *, kinds: str = NUMERIC_KINDS) -> np.ndarray:
+def load_array(path, name: str, *, kinds: str = NUMERIC_KINDS, mmap_mode=None) -> np.ndarray:
     """Read one array from the ``.npy`` file ``path``, without executing pickled code.
+
+    ``mmap_mode="r"`` maps the file instead of reading it (arrays larger than memory).
 
     Refused with an :class:`InputError` naming ``name``: a missing, unreadable or empty
     file (``/dev/null`` included), a zip archive (an ``.npz`` where an ``.npy`` is
@@ -198,7 +200,7 @@ def load_array(path, name: str, *, kinds: str = NUMERIC_KINDS) -> np.ndarray:
         raise InputError(f"cannot read {name} file {path!r}: it is an .npz archive; expected one array in an .npy file")
     if head != NPY_MAGIC:
         raise InputError(f"cannot read {name} file {path!r}: not an .npy file (no NUMPY header)")
-    return check_dtype(_load_npy(path, name), name, kinds)
+    return check_dtype(_load_npy(path, name, mmap_mode), name, kinds)
 
 
 def load_archive(path, name: str, *, kinds: str = NUMERIC_KINDS, text_members=()) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ Lambda is the whole simplex.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -27,13 +28,15 @@ from scipy.special import rel_entr
 from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights
-from theory.blocks import BLOCK, block, is_mapped, release, spans
+from theory.blocks import BLOCK, block, buffer, columns, gather, release, spans
+from theory.errors import InvalidOptionError
 from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, require_nonempty_G1
 from theory.newton import ARMIJO, ROUNDING, PolytopeQP, backtrack, bfgs_update, damping, face_step
 from theory.options import as_prior, check_family, check_offsets, check_tol
 from theory.prior import PriorSet
 from theory.result import Certificate, SolverResult
 from theory.simplex import BlockBuffers, WaterLevel, restore_mass, top_mass, water_level, write_block, write_model
+from theory.simplex import _mass_at as level_pass
 from theory.validation import as_instance, scan_instance
 
 #: Stop when the certified gap has not shrunk over this many steps (rounding floor).
@@ -44,9 +47,15 @@ _KINK_SLACK = 1e-13
 #: From this many domains on, the p x p moments dominate the passes: the Gram matrix is
 #: a symmetric rank-k update (half the flops of a product) and BLAS may use every core.
 LARGE_P = 64
+#: Beyond this fraction of the outcomes changing their clipping between the moments' pass
+#: and the level, a fresh pass over D is cheaper than correcting the moments column by column.
+_MAX_CHANGED = 1 / 64
+#: Outcomes per block of the Gram pass (many domains): long rank-k updates run near BLAS's peak.
+GRAM_COLUMNS = 2048
 #: ``log`` of the smallest positive double: ``log(max(x, SMALLEST))`` is exact for every
 #: ``x > 0``, subnormals included (``log(max(x, tiny))`` is not: it bounds KLs wrongly).
 SMALLEST = np.nextafter(0.0, 1.0)
+_TINY = np.finfo(float).tiny
 
 
 @dataclass
@@ -70,8 +79,10 @@ class _Point:
 def _neg_entropies(D) -> np.ndarray:
     """``-H(D_k) = sum_x D_k log D_k`` for every row, over blocks of outcomes (0 log 0 = 0)."""
     out = np.zeros(D.shape[0])
-    for a, b in spans(D.shape[1]):
-        Dc = block(D, a, b)
+    size = columns(D.shape[0])
+    buf = buffer(*D.shape, size)
+    for a, b in spans(D.shape[1], size):
+        Dc = block(D, a, b, buf)
         out += (Dc * np.log(np.maximum(Dc, SMALLEST))).sum(axis=1)
     return out
 
@@ -85,20 +96,32 @@ def _kl_rows(D, q, neg_ent) -> np.ndarray:
     return kl
 
 
-def _gram_update(gram, Dc, weight) -> None:
-    """``gram += Dc diag(weight) Dc'`` (``weight >= 0``); a rank-k update for large p."""
-    if Dc.shape[0] >= LARGE_P:
-        A = Dc * np.sqrt(weight)
-        # Upper triangle only; mirrored once at the end of the pass.
-        gram += blas.dsyrk(1.0, A)
-    else:
-        gram += (Dc * weight) @ Dc.T
+def _mirror(gram) -> np.ndarray:
+    """The symmetric matrix whose upper triangle ``gram`` holds."""
+    return np.triu(gram) + np.triu(gram, 1).T
 
 
-def _mirror(gram, p) -> np.ndarray:
-    if p >= LARGE_P:
-        return np.triu(gram) + np.triu(gram, 1).T
-    return gram
+class _LazyHessianPoint(_Point):
+    """A :class:`_Point` whose Hessian is computed on first read (many domains).
+
+    From :data:`LARGE_P` domains on, the p x p Gram matrix of the Hessian costs far more
+    than a pass over the data, and the ascent reads the Hessian only of the points it
+    steps from (not of rejected trials, nor of the last point), so it is built on request.
+    """
+
+    make: Callable[[], np.ndarray] | None = None
+
+    @property
+    def hessian(self):
+        h = self.__dict__.get("_hessian")
+        if h is None and self.make is not None:
+            h, self.make = self.make(), None
+            self.__dict__["_hessian"] = h
+        return h
+
+    @hessian.setter
+    def hessian(self, value):
+        self.__dict__["_hessian"] = value
 
 
 class _FullFamily:
@@ -111,30 +134,55 @@ class _FullFamily:
     (:func:`_kink_subproblem`), whose rows need not sum to one.
 
     Memory: the hull ``lo, hi`` and one buffer for ``D_lam`` (3 n floats); every pass
-    over ``D`` goes block by block (memory-mapped inputs included), and the models of
-    evaluated points are rewritten from their water level rather than kept.
+    over ``D`` goes block by block (memory-mapped inputs included) with reused block
+    buffers, and the models of evaluated points are rewritten from their water level
+    rather than kept.
+
+    Passes per evaluation: ``D_lam = lam @ D`` fused with the water level's first pass;
+    for few domains the later level passes carry the moments (``KL``, Gram matrix) of
+    their clipping pattern, so the pass that confirms the level has them too (two passes
+    over D in all when the warm-started Newton step lands); for many domains the level
+    passes read only n-vectors and the Gram matrix gets its own pass on request.
     """
 
-    def __init__(self, D, lo, hi, *, mass: float = 1.0, offsets=None, neg_ent=None, row_mass=None):
+    def __init__(self, D, lo, hi, *, mass: float = 1.0, offsets=None, neg_ent=None, row_mass=None,
+                 v=None, v_lam=None, kernel=None):
         self.D = D
+        p, n = D.shape
         self.lo, self.hi = lo, hi
         self.mass = mass
-        self.offsets = np.zeros(D.shape[0]) if offsets is None else offsets
+        self.offsets = np.zeros(p) if offsets is None else offsets
         self.neg_ent = _neg_entropies(D) if neg_ent is None else neg_ent
         self.row_mass = D.sum(axis=1) if row_mass is None else row_mass
         self.sums = (float(self.lo.sum()), float(self.hi.sum()))
         self.top = {}
         self.t_warm = None
-        self.v = np.empty(D.shape[1])
-        self.v_lam = None
+        self.v = np.empty(n) if v is None else v
+        self.v_lam = v_lam
+        self.kernel = _Sweep(p, n) if kernel is None else kernel
+        self.fused = self.kernel.fused
+        # The n-vector passes (water level) use longer blocks than the (p x m) ones.
+        self.level_buf = BlockBuffers(n)
+        self.code_buf = np.empty(min(BLOCK, n), dtype=np.int8)
+        self.ref, self.changes = None, {}
+        # (lam, first level pass, moments) of a pass made before the first evaluation.
+        self.pending = None
 
     @classmethod
-    def of_scan(cls, scan) -> "_FullFamily":
-        """The robust problem itself (from :func:`theory.validation.scan_instance`); its experts give the gate."""
-        oracle = cls(scan.D, scan.lo, scan.hi, neg_ent=scan.neg_ent, row_mass=scan.row_mass)
+    def of_scan(cls, scan, lam0=None, first=None) -> "_FullFamily":
+        """The robust problem itself (from :func:`theory.validation.scan_instance`); its experts give the gate.
+
+        ``lam0``: the mixture whose ``D_lam`` the scan wrote (``scan.v``), if any;
+        ``first``: the :class:`_Sweep` that rode along in the scan (:meth:`_Sweep.riding`).
+        """
+        oracle = cls(scan.D, scan.lo, scan.hi, neg_ent=scan.neg_ent, row_mass=scan.row_mass, v=scan.v,
+                     v_lam=None if scan.v is None else lam0, kernel=first)
         oracle.P = scan.P
         if oracle.sums[0] > 1 + MEMBERSHIP_TOL or oracle.sums[1] < 1 - MEMBERSHIP_TOL:
             require_nonempty_G1(np.vstack([scan.lo, scan.hi]))  # raises EmptyGateSpaceError with the remedy
+        if first is not None and first.t is not None and scan.v is not None:
+            oracle.t_warm = first.t
+            oracle.pending = (lam0, (first.total, first.free), first.ref())
         return oracle
 
     @classmethod
@@ -142,49 +190,206 @@ class _FullFamily:
         """The robust problem for validated float64 arrays ``D``, ``P``."""
         return cls.of_scan(scan_instance(D, P, check=False))
 
-    def _mix(self, lam) -> np.ndarray:
-        """``D_lam = lam @ D`` into the oracle's buffer (one pass over D)."""
-        D, v = self.D, self.v
-        if isinstance(D, np.ndarray) and D.dtype == np.float64 and D.flags.c_contiguous and not is_mapped(D):
-            np.dot(lam, D, out=v)
-        else:
-            for a, b in spans(D.shape[1]):
-                np.dot(lam, block(D, a, b), out=v[a:b])
-                release(D, a, b)
-        self.v_lam = lam.copy()
-        return v
+    def _sweep(self, v, *, lam=None, t=None, level=None, moments: bool = False, top: bool = False):
+        """One blocked pass over D (:class:`_Sweep`): any of ``D_lam``, the level's mass at ``t``, the moments.
+
+        With ``lam``: ``v = lam @ D`` written block by block (the other quantities are then
+        taken of the blocks just written); with ``moments`` they are kept as
+        ``self.ref = (t, R, missed)``. Returns ``(S(t), free mass, S(inf))``.
+        """
+        D, lo, hi, kernel = self.D, self.lo, self.hi, self.kernel
+        kernel.start(t, level, moments)
+        for a, b in spans(D.shape[1], kernel.size):
+            Dc, vc, lc, hc = block(D, a, b, kernel.block), v[a:b], lo[a:b], hi[a:b]
+            if lam is not None:
+                np.dot(lam, Dc, out=vc)
+            if top:
+                kernel.top += top_mass(vc, lc, hc)
+            kernel.add(a, b, Dc, vc, lc, hc)
+            release(D, a, b)
+        if moments:
+            self.ref = kernel.ref()
+        return kernel.total, kernel.free, kernel.top
+
+    def _tracked_pass(self, v, t) -> tuple[float, float]:
+        """The water level's pass at ``t`` over n-vectors, noting the outcomes whose clipping
+        code differs from the moments' reference pattern (``self.changes[t]``; None when
+        more than :data:`_MAX_CHANGED` of them, when a fresh pass is cheaper).
+        """
+        lo, hi, codes = self.lo, self.hi, self.kernel.codes
+        n = v.shape[0]
+        limit = int(_MAX_CHANGED * n)
+        changed, count = [], 0
+        total = free = 0.0
+        code = self.code_buf
+        for a in range(0, n, BLOCK):
+            b = min(a + BLOCK, n)
+            m = b - a
+            vc, hc = v[a:b], hi[a:b]
+            c, f = self.level_buf.clipped(vc, lo[a:b], hc, t)
+            w = self.level_buf.w[:m]
+            total += float(c.sum())
+            np.multiply(c, f, out=w)
+            free += float(w.sum())
+            if count <= limit:
+                at_hi = self.level_buf.m2[:m]
+                cc = _codes(c, f, hc, code[:m], at_hi)
+                np.not_equal(cc, codes[a:b], out=at_hi)
+                if at_hi.any():
+                    idx = np.flatnonzero(at_hi) + a
+                    changed.append(idx)
+                    count += idx.size
+        self.changes[t] = None if count > limit else (np.concatenate(changed) if changed else np.zeros(0, np.intp))
+        return total, free
+
+    def _corrected(self, v, level):
+        """The moments at ``level`` from the reference pattern's and the outcomes that changed.
+
+        The moments of a pattern do not depend on ``t`` (:meth:`_sweep`): the changed
+        outcomes' contributions are taken out at the reference pattern and put back at
+        the level's (a few columns of D).
+        None when there is no usable reference.
+        """
+        ref = self.ref
+        if ref is None or ref[0] is None or level.kind != "level":
+            return None
+        t_ref, R, missed = ref
+        idx = np.zeros(0, np.intp) if level.t == t_ref else self.changes.get(level.t)
+        if idx is None:
+            return None
+        if idx.size:
+            Dx = gather(self.D, idx)
+            if Dx is None:
+                return None
+            vx, lx, hx = v[idx], self.lo[idx], self.hi[idx]
+            R = R - self._terms(Dx, vx, lx, hx, t_ref) + self._terms(Dx, vx, lx, hx, level.t)
+        return R, missed
+
+    def _terms(self, Dx, vx, lx, hx, t) -> np.ndarray:
+        """The columns of ``R`` (:meth:`_sweep`) of a few outcomes at the pattern of ``t``."""
+        c = np.minimum(np.maximum(vx * t, lx), hx)
+        f = (c > lx) & (c < hx)
+        W = np.empty((self.kernel.rows.shape[0], c.shape[0]))
+        W[0] = np.log(np.maximum(np.where(f, vx, c), SMALLEST))
+        W[1] = f
+        if self.fused:
+            W[2:] = Dx * (f / np.maximum(vx, _TINY))
+        return Dx @ W.T
+
+    def _v_of(self, lam) -> np.ndarray:
+        """``D_lam`` (from the buffer when it holds this ``lam``)."""
+        if not (self.v_lam is not None and np.array_equal(self.v_lam, lam)):
+            self._sweep(self.v, lam=lam)
+            self.v_lam = lam.copy()
+        return self.v
 
     def __call__(self, lam) -> _Point:
-        v = self._mix(lam)
         support = tuple(lam > 0)
-        if support not in self.top:
-            # S(inf) of the water-filling depends on lam only through its support.
-            self.top[support] = top_mass(v, self.lo, self.hi)
+        tsum = float(lam @ self.row_mass)
+        t_warm = self.t_warm
+        # The level search's start (water_level's rule), so that the mixing pass can do its first pass.
+        t0 = t_warm if t_warm is not None else (self.mass / tsum if tsum > 0 else None)
+        new_support = support not in self.top
+        first, v = None, self.v
+        self.ref, self.changes = None, {}
+        pending, self.pending = self.pending, None
+        if self.v_lam is not None and np.array_equal(self.v_lam, lam):
+            if pending is not None and np.array_equal(pending[0], lam):
+                _, first, self.ref = pending
+            if new_support:
+                self.top[support] = top_mass(v, self.lo, self.hi)
+        else:
+            # One pass: D_lam, the level's first pass and the moments at its pattern.
+            # (S(inf) of the water-filling depends on lam only through its support.)
+            total, free, top = self._sweep(v, lam=lam, t=t0, moments=t0 is not None, top=new_support)
+            self.v_lam = lam.copy()
+            first = None if t0 is None else (total, free)
+            if new_support:
+                self.top[support] = top
         top = self.top[support]
-        totals = (*self.sums, float(lam @ self.row_mass), top)
-        level = water_level(v, self.lo, self.hi, totals, self.mass, t0=self.t_warm)
+        totals = (*self.sums, tsum, top)
+        level = water_level(v, self.lo, self.hi, totals, self.mass, t0=t0, mass_at=self._level_passes(v, t0, first))
         nu = level.nu
         if 0 < nu < np.inf:
             self.t_warm = 1.0 / nu
-        kl, gram, s = self._moments(v, level)
+        corrected = self._corrected(v, level)
+        if corrected is None:
+            self._sweep(v, t=level.t, level=None if level.kind == "level" else level, moments=True)
+            corrected = self.ref[1:]
+        self.ref, self.changes = None, {}
+        kl, s, gram = self._finish(*corrected, level)
         lower = float(lam @ np.where(lam > 0, kl, 0.0))
-        # The Hessian of phi (DESIGN 2.1 water-filling, F = unclipped outcomes):
-        #   -[sum_F D_k D_j / D_lam - (sum_F D_k)(sum_F D_j) / sum_F D_lam].
-        mass_free = float(lam @ s)
-        hessian = -(gram - np.outer(s, s) / mass_free) if mass_free > 0 else -gram
         # nu = 0 with mass left over: the support of D_lam sits at hi and the rest of the
         # mass may go anywhere off it, so the best response (and the gradient) is not unique.
         kink = nu == 0.0 and self.mass - top > _KINK_SLACK * max(self.mass, 1.0)
         state = {"kink": kink, "passes": level.passes}
         if kink:
             state["support"] = v > 0
-        return _Point(lam=lam, lower=lower, kl=kl, q=None, hessian=hessian, state=state, level=level)
+        if gram is not None:
+            return _Point(lam=lam, lower=lower, kl=kl, q=None, hessian=_hessian(gram, s, lam), state=state,
+                          level=level)
+        point = _LazyHessianPoint(lam=lam, lower=lower, kl=kl, q=None, state=state, level=level)
+        point.make = lambda: _hessian(self._gram(point), s, lam)
+        return point
+
+    def _level_passes(self, v, t0, first):
+        """The water level's passes: the first known from the mixing pass, the later ones tracked."""
+        known = [first]
+
+        def mass_at(t):
+            if known[0] is not None and t == t0:
+                out, known[0] = known[0], None
+                return out
+            if self.ref is not None and self.ref[0] is not None:
+                return self._tracked_pass(v, t)
+            return level_pass(v, self.lo, self.hi, t, self.level_buf)
+
+        return mass_at
+
+    def _finish(self, R, missed, level):
+        """``KL(D_k || q)``, ``sum_F D_k`` and the Gram matrix (None for many domains) from a pass."""
+        dots = R[:, 0]
+        s = R[:, 1].copy()
+        if level.kind == "level":
+            # On the free outcomes q = scale * t * v: log q = log v + log(t) + log(scale).
+            dots = dots + (np.log(level.t) + np.log(level.scale)) * s
+        kl = self.offsets + self.neg_ent - dots
+        kl[missed] = np.inf
+        return kl, s, (R[:, 2:].copy() if self.fused else None)
+
+    def _gram(self, point: _Point) -> np.ndarray:
+        """``sum_F D_k D_j / D_lam`` at ``point``'s level: one pass, symmetric rank-k updates."""
+        D, lo, hi, level = self.D, self.lo, self.hi, point.level
+        v = self._v_of(point.lam)
+        p, n = D.shape
+        size = min(n, GRAM_COLUMNS)
+        A = np.empty((p, size))
+        w = np.empty(size)
+        gram = np.zeros((p, p), order="F")
+        buf = BlockBuffers(size)
+        threads = _gram_threads()
+        t, degenerate = level.t, None if level.kind == "level" else level
+        for a, b in spans(n, size):
+            m = b - a
+            Dc, vc = block(D, a, b), v[a:b]
+            _, f = _pattern(vc, lo[a:b], hi[a:b], t, degenerate, buf)
+            wc = w[:m]
+            np.maximum(vc, _TINY, out=wc)
+            np.divide(f, wc, out=wc)
+            np.sqrt(wc, out=wc)
+            Ac = A[:, :m]
+            np.multiply(Dc, wc, out=Ac)
+            # (A')' A' with A' = Ac' Fortran-ordered: no copy; upper triangle accumulated in place.
+            with threadpool_limits(limits=threads, user_api="blas"):
+                gram = blas.dsyrk(1.0, Ac.T, c=gram, trans=1, beta=1.0, overwrite_c=1)
+            release(D, a, b)
+        return _mirror(gram)
 
     def model(self, point: _Point, out=None) -> np.ndarray:
         """The best response ``q`` of ``point`` (written from its level; a new array unless ``out``)."""
         if point.q is not None:
             return point.q
-        v = self.v if (self.v_lam is not None and np.array_equal(self.v_lam, point.lam)) else self._mix(point.lam)
+        v = self._v_of(point.lam)
         out = np.empty_like(v) if out is None else out
         write_model(out, v, self.lo, self.hi, point.level)
         if out is v:
@@ -195,53 +400,122 @@ class _FullFamily:
         """``c_k + K_k(q)`` for every row, at a model ``q`` of this problem."""
         return self.offsets + _kl_rows(np.asarray(self.D, dtype=np.float64), q, self.neg_ent)
 
-    def _moments(self, v, level):
-        """One blocked pass over D: ``KL(D_k || q)``, ``sum_F D_k D_j / v`` and ``sum_F D_k``.
-
-        The model ``q`` is written block by block from the level and never stored; blocks
-        keep every temporary at O(BLOCK p) and in cache.
-        """
-        D = self.D
-        p, n = D.shape
-        gram = np.zeros((p, p))
-        dots = np.zeros((p, 2))
-        missed = np.zeros(p, dtype=bool)
-        qbuf = np.empty(min(BLOCK, n))
-        wbuf = np.empty(min(BLOCK, n))
-        free = np.empty(min(BLOCK, n), dtype=bool)
-        below = np.empty(min(BLOCK, n), dtype=bool)
-        buffers = BlockBuffers(n)
-        for a, b in spans(n):
-            m = b - a
-            Dc = block(D, a, b)
-            vc, lc, hc = v[a:b], self.lo[a:b], self.hi[a:b]
-            qc = write_block(qbuf[:m], vc, lc, hc, level, buffers)
-            fc, bc, wc = free[:m], below[:m], wbuf[:m]
-            np.greater(qc, lc, out=fc)
-            np.less(qc, hc, out=bc)
-            fc &= bc
-            np.greater(vc, 0.0, out=bc)
-            fc &= bc
-            # log(max(q, SMALLEST)) is exact for q > 0; rows with mass where q = 0 are set to inf below.
-            np.maximum(qc, SMALLEST, out=wc)
-            np.log(wc, out=wc)
-            dots[:, 0] += Dc @ wc
-            np.copyto(wc, fc)
-            dots[:, 1] += Dc @ wc
-            np.divide(fc, np.maximum(vc, np.finfo(float).tiny), out=wc)
-            _gram_update(gram, Dc, wc)
-            zero = qc <= 0
-            if zero.any():
-                missed |= (Dc[:, zero] > 0).any(axis=1)
-            release(D, a, b)
-        kl = self.offsets + self.neg_ent - dots[:, 0]
-        kl[missed] = np.inf
-        return kl, _mirror(gram, p), dots[:, 1]
-
     def gate(self, point: _Point, q) -> Callable[[], np.ndarray]:
         """A gate realising the best response ``q``, built on request (:func:`theory.gates.gate_from_q`)."""
         P = self.P
         return lambda: gate_from_q(q, P)
+
+
+class _Sweep:
+    """The work on each block of a pass over D at one pattern, with reused block buffers.
+
+    Per block of outcomes (``Dc``, ``v``, ``lo``, ``hi``) at the pattern of ``t``
+    (:func:`_pattern`; ``level``: a degenerate level's model): the water level's
+    ``S(t)`` and free mass, and with ``moments``
+    ``R = D [log c', 1_F, D_k 1_F / v]'`` (``c' = v`` on the free outcomes, ``c``
+    elsewhere, so that a pattern's moments do not depend on ``t``; the Gram columns for
+    few domains only), the rows with mass where ``c = 0``, and, for a pattern of ``t``,
+    every outcome's clipping code (:func:`_codes`).
+    """
+
+    def __init__(self, p: int, n: int):
+        self.size = columns(p)
+        # Few domains: the Gram matrix rides along in the moments' one product per block.
+        self.fused = p < LARGE_P
+        m = min(self.size, n)
+        self.n = n
+        self.buf = BlockBuffers(m)
+        self.rows = np.empty((p + 2 if self.fused else 2, m))
+        self.prod = np.empty((p, self.rows.shape[0]))
+        self.wbuf = np.empty(m)
+        self.block = buffer(p, n, self.size)
+        self.codes = None
+        self.start(None, None, False)
+
+    def start(self, t, level, moments: bool) -> None:
+        self.t, self.level, self.moments = t, level, moments
+        self.total = self.free = self.top = 0.0
+        if moments:
+            self.R = np.zeros_like(self.prod)
+            self.missed = np.zeros(self.prod.shape[0], dtype=bool)
+            if level is None and self.codes is None:
+                self.codes = np.empty(self.n, dtype=np.int8)
+
+    def riding(self, t):
+        """A per-block callback for a pass made elsewhere (:func:`theory.validation.scan_instance`)."""
+        self.start(t, None, True)
+        return self.add
+
+    def ref(self):
+        """The moments of the pass: ``(t, R, missed)`` (``t`` None for a degenerate level)."""
+        return (self.t if self.level is None else None, self.R, self.missed)
+
+    def add(self, a, b, Dc, vc, lc, hc) -> None:
+        if self.t is None and self.level is None:
+            return
+        m = b - a
+        c, f = _pattern(vc, lc, hc, self.t, self.level, self.buf)
+        W = self.rows[:, :m]
+        self.total += float(c.sum())
+        np.multiply(c, f, out=W[1])
+        self.free += float(W[1].sum())
+        if not self.moments:
+            return
+        # log(max(c, SMALLEST)) is exact for c > 0; rows with mass where c = 0 are set to inf.
+        # Free outcomes contribute log v (their log q is log v + log(t scale)).
+        np.copyto(W[0], c)
+        np.copyto(W[0], vc, where=f)
+        np.maximum(W[0], SMALLEST, out=W[0])
+        np.log(W[0], out=W[0])
+        np.copyto(W[1], f)
+        if self.fused:
+            w = self.wbuf[:m]
+            np.maximum(vc, _TINY, out=w)
+            np.divide(W[1], w, out=w)
+            np.multiply(Dc, w, out=W[2:])
+        np.dot(Dc, W.T, out=self.prod)
+        self.R += self.prod
+        if not c.min() > 0:
+            self.missed |= (Dc[:, c <= 0] > 0).any(axis=1)
+        if self.level is None:
+            _codes(c, f, hc, self.codes[a:b], self.buf.m2[:m])
+
+
+def _codes(c, f, hc, out, at_hi) -> np.ndarray:
+    """Clipping code of each outcome of a block: 0 at ``lo``, 1 free, 2 at ``hi`` (int8)."""
+    np.greater_equal(c, hc, out=at_hi)
+    np.left_shift(at_hi.view(np.int8), 1, out=out)
+    out |= f.view(np.int8)
+    return out
+
+
+def _pattern(vc, lc, hc, t, level, buf: BlockBuffers):
+    """One block's model before rescaling and its free outcomes ``lo < q < hi`` (buffers' views).
+
+    ``level`` None: ``c = clip(t v, lo, hi)`` (the level's model is ``c`` with the free
+    outcomes scaled by ``level.scale``); otherwise the degenerate level's model itself,
+    free only where ``v > 0``.
+    """
+    if level is None:
+        return buf.clipped(vc, lc, hc, t)
+    m = vc.shape[0]
+    c, f, other = buf.c[:m], buf.m1[:m], buf.m2[:m]
+    write_block(c, vc, lc, hc, level)
+    np.greater(c, lc, out=f)
+    np.less(c, hc, out=other)
+    f &= other
+    np.greater(vc, 0.0, out=other)
+    f &= other
+    return c, f
+
+
+def _hessian(gram, s, lam) -> np.ndarray:
+    """The Hessian of phi (DESIGN 2.1 water-filling, F = unclipped outcomes).
+
+    ``-[sum_F D_k D_j / D_lam - (sum_F D_k)(sum_F D_j) / sum_F D_lam]``.
+    """
+    mass_free = float(lam @ s)
+    return -(gram - np.outer(s, s) / mass_free) if mass_free > 0 else -gram
 
 
 class _RestrictedFamily:
@@ -380,19 +654,43 @@ def solve_dual(
         ``"not_converged"`` with a :class:`~theory.result.ConvergenceWarning`.
     """
     start = time.perf_counter()
-    p = np.shape(D)[0] if np.ndim(D) == 2 else 1
     # The passes over the data are many small BLAS calls on cache-sized blocks; with a
     # multi-threaded BLAS every call pays a thread hand-off, which costs more than it
-    # saves (3x slower measured at n = 1e5, p = 32 on two busy cores). From LARGE_P
-    # domains on, the p x p Gram updates are large enough to share between cores.
-    with threadpool_limits(limits=1 if p < LARGE_P else None, user_api="blas"):
+    # saves (3x slower measured at n = 1e5, p = 32 on two busy cores; 20x for the p x 2
+    # products at p = 1024). Only the Gram pass (many domains) shares its rank-k updates
+    # between cores (:func:`_gram_threads`).
+    with threadpool_limits(limits=1, user_api="blas"):
         return _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, start)
+
+
+def _gram_threads() -> int:
+    """BLAS threads for the Gram pass: every core, unless the machine is already busy.
+
+    On a machine whose load average exceeds half its cores, extra BLAS threads wait for
+    cores taken by other processes (measured: 2 threads 1.5x slower than 1 at load 4.7
+    on 2 cores). Threads split the output matrix, not the sums, so the result does not
+    depend on their number (checked bit for bit for ``dsyrk``).
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] > cores / 2
+    except OSError:
+        busy = False
+    return 1 if busy else cores
 
 
 def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, start) -> SolverResult:
     tol = check_tol(tol)
     if family == "full":
-        scan = scan_instance(D, P, check=validate)
+        # The validating pass also mixes the domains at the ascent's first point (the
+        # feasible point of Lambda) when Lambda is known to fit, saving a pass over D.
+        p = np.shape(D)[0] if np.ndim(D) == 2 else 0
+        fits = p > 0 and (prior is None or (isinstance(prior, PriorSet) and prior.p == p))
+        lam0 = as_prior(prior, p).feasible_point() if fits else None
+        # With it, the moments at the level's first guess (rows summing to one: t = 1 / sum lam).
+        first = _Sweep(p, np.shape(D)[1]) if fits else None
+        ride = None if first is None else first.riding(1.0 / float(lam0.sum()))
+        scan = scan_instance(D, P, check=validate, mix=lam0, each=ride)
         D, P = scan.D, scan.P
     else:
         D, P = as_instance(D, P, check=validate)
@@ -401,7 +699,7 @@ def _solve_dual(D, P, prior, family, cells, tol, max_iter, validate, offsets, st
     prior = as_prior(prior, p)
     offsets = check_offsets(offsets, p, family)
     if family == "full":
-        oracle = _FullFamily.of_scan(scan)
+        oracle = _FullFamily.of_scan(scan, lam0, first)
         oracle.offsets = -offsets
     else:
         labels, n_cells = family_cells(family, cells, n)

@@ -99,7 +99,7 @@ def _mass_at(target, lo, hi, t, buf: BlockBuffers) -> tuple[float, float]:
     return total, free
 
 
-def water_level(target, lo, hi, totals, mass: float = 1.0, *, t0: float | None = None) -> WaterLevel:
+def water_level(target, lo, hi, totals, mass: float = 1.0, *, t0: float | None = None, mass_at=None) -> WaterLevel:
     """The level of ``min -sum target log q`` over ``lo <= q <= hi``, ``sum q = mass``.
 
     ``totals`` are :func:`capped_simplex_totals` (repeated solves on the same bounds
@@ -108,6 +108,9 @@ def water_level(target, lo, hi, totals, mass: float = 1.0, *, t0: float | None =
     exact once it lands on the right piece. Steps outside the bracket ``[lo_t, hi_t]``
     fall back to false position on the bracket, and every third such step to bisection,
     so the bracket at least halves every few passes.
+
+    ``mass_at(t) -> (S(t), free target mass at t)`` replaces the pass over the blocks
+    (:func:`_mass_at`): a caller may fuse other work into the passes or know the first.
     """
     lo_sum, hi_sum, tsum, top = totals
     slack = RTOL * max(mass, 1.0)
@@ -121,13 +124,18 @@ def water_level(target, lo, hi, totals, mass: float = 1.0, *, t0: float | None =
         room = hi_sum - top if hi_sum > top else 0.0
         return WaterLevel("fill", 0.0, fill=_fill_fraction(mass, top, room))
 
-    buf = BlockBuffers(target.shape[0])
+    if mass_at is None:
+        buf = BlockBuffers(target.shape[0])
+
+        def mass_at(t):
+            return _mass_at(target, lo, hi, t, buf)
+
     lo_t, hi_t = 0.0, float("inf")
     s_lo, s_hi = lo_sum, float("inf")
     t = t0 if (t0 is not None and np.isfinite(t0) and t0 > 0) else mass / tsum
     fallbacks = 0
     for passes in range(1, MAX_PASSES + 1):
-        total, free_mass = _mass_at(target, lo, hi, t, buf)
+        total, free_mass = mass_at(t)
         if abs(total - mass) <= slack and free_mass > 0:
             break
         if total < mass:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.blocks import as_rows, block, release, spans
+from theory.blocks import as_rows, block, buffer, columns, release, spans
 from theory.errors import (
     InvalidDistributionError,
     ShapeMismatchError,
@@ -99,7 +99,8 @@ class InstanceScan:
 
     ``D``, ``P`` are the inputs as 2-D arrays (float arrays, memory-mapped ones
     included, are not copied); ``lo``, ``hi`` the pointwise hull of the experts;
-    ``neg_ent[k] = sum_x D_k log D_k``; ``row_mass[k] = sum_x D_k``.
+    ``neg_ent[k] = sum_x D_k log D_k``; ``row_mass[k] = sum_x D_k``; ``v`` the mixture
+    ``mix @ D`` when one was asked for.
     """
 
     D: np.ndarray
@@ -108,6 +109,7 @@ class InstanceScan:
     hi: np.ndarray
     neg_ent: np.ndarray
     row_mass: np.ndarray
+    v: np.ndarray | None = None
 
 
 class _FirstBad:
@@ -126,7 +128,8 @@ class _FirstBad:
         return (int(rows[0]), int(self.col[rows[0]])) if rows.size else None
 
 
-def scan_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = True) -> InstanceScan:
+def scan_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = True, mix=None,
+                  each=None) -> InstanceScan:
     """Validate an instance as :func:`as_instance` does, in one pass over blocks of outcomes.
 
     The same checks and messages (the first offending row and outcome, domains before
@@ -134,6 +137,10 @@ def scan_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = T
     row sums that the dual solver needs. Floating inputs are read block by block and
     converted to float64 per block, so memory-mapped ``.npy`` files larger than memory
     are validated without loading them. With ``check=False`` only the sums are computed.
+    With ``mix`` (a p-vector) the same pass also writes ``D_mix = mix @ D`` (``scan.v``),
+    saving the solver its first pass over the domains; ``each(a, b, Dc, v, lo, hi)`` is
+    then called on every block (columns ``a:b``, the block of D as float64 and the
+    block's slices of ``D_mix`` and the hull) for work that rides along.
     """
     D, P = as_rows(domains), as_rows(experts)
     if D.ndim != 2 or P.ndim != 2 or D.shape != P.shape or 0 in D.shape:
@@ -141,24 +148,37 @@ def scan_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = T
         as_instance(domains, experts, sum_tol=sum_tol)
     p, n = D.shape
     lo, hi = np.empty(n), np.empty(n)
+    v = None if mix is None else np.empty(n)
     neg_ent, row_mass, p_mass = np.zeros(p), np.zeros(p), np.zeros(p)
-    # Fast path: one comparison per entry (NaN and negative entries fail x >= 0; an
-    # infinite one makes its row sum infinite). Only a failed instance is scanned again
-    # for the precise first offending entry.
+    size = columns(p)
+    logs = np.empty((p, min(size, n)))
+    d_buf, p_buf = buffer(p, n, size), buffer(p, n, size)
+    # Fast path: one reduction per block and array (NaN and negative entries fail
+    # min >= 0, and the hull's minimum is the experts' minimum; an infinite entry makes
+    # its row sum infinite). Only a failed instance is scanned again for the precise
+    # first offending entry.
     suspect = uncovered = False
-    for a, b in spans(n):
-        Dc, Pc = block(D, a, b), block(P, a, b)
+    for a, b in spans(n, size):
+        Dc, Pc = block(D, a, b, d_buf), block(P, a, b, p_buf)
+        lc, hc, L = lo[a:b], hi[a:b], logs[:, : b - a]
+        np.min(Pc, axis=0, out=lc)
+        np.max(Pc, axis=0, out=hc)
         if check:
-            suspect = suspect or not (Dc >= 0).all() or not (Pc >= 0).all()
-        np.min(Pc, axis=0, out=lo[a:b])
-        np.max(Pc, axis=0, out=hi[a:b])
+            suspect = suspect or not Dc.min() >= 0 or not lc.min() >= 0
         row_mass += Dc.sum(axis=1)
         p_mass += Pc.sum(axis=1)
         with np.errstate(invalid="ignore"):
             # x log x is exactly 0 at x = 0 and exact for subnormal x (unlike log(max(x, tiny))).
-            neg_ent += (Dc * np.log(np.maximum(Dc, _SMALLEST))).sum(axis=1)
-        if check and not (hi[a:b] > 0).all():
-            uncovered = uncovered or bool(((Dc > 0) & ~(hi[a:b] > 0)[None, :]).any())
+            np.maximum(Dc, _SMALLEST, out=L)
+            np.log(L, out=L)
+            L *= Dc
+            neg_ent += L.sum(axis=1)
+        if v is not None:
+            np.dot(mix, Dc, out=v[a:b])
+            if each is not None:
+                each(a, b, Dc, v[a:b], lc, hc)
+        if check and not hc.min() > 0:
+            uncovered = uncovered or bool(((Dc > 0) & ~(hc > 0)[None, :]).any())
         release(D, a, b)
         release(P, a, b)
     if check:
@@ -173,7 +193,7 @@ def scan_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = T
                 )
         if uncovered:
             _raise_uncovered(D, hi)
-    return InstanceScan(D=D, P=P, lo=lo, hi=hi, neg_ent=neg_ent, row_mass=row_mass)
+    return InstanceScan(D=D, P=P, lo=lo, hi=hi, neg_ent=neg_ent, row_mass=row_mass, v=v)
 
 
 def _raise_first_bad(D, P) -> None:
