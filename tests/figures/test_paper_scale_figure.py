@@ -11,7 +11,7 @@ from figures.registry import ENTRIES, load
 
 TINY = {"V": 5, "Ts": (4,), "rates": (0.0, 0.5), "m": 400, "expert_steps": 10, "steps": 5, "mono_width": 8,
         "large_width": 12, "oracle_points": 3, "points": 5, "mc": 300, "gate_m": 200, "gate_steps": 10,
-        "gate_batch": 32, "gate_lr": 0.02, "seeds": (0,), **fig._FIT,
+        "gate_batch": 32, "gate_lr": 0.02, "seeds": (0,), "enumerate_up_to": 50, "z_mc": 300, **fig._FIT,
         "small": {"V": 3, "T": 3, "m": 200, "expert_steps": 5, "gate_m": 200, "gate_steps": 10, "gate_batch": 32,
                   "gate_lr": 0.02}}
 
