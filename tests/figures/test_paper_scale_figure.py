@@ -34,4 +34,11 @@ def test_paper_scale_figure_writes_outputs_and_a_caption(tmp_path, monkeypatch):
     small = pd.read_csv(tmp_path / "tables" / "paper_scale_small_v.csv")
     assert (small.gap > -1e-9).all()  # the exact robust gate is optimal over every gate
     caption = json.loads((tmp_path / "figures" / "captions.json").read_text())["paper_scale"]["caption"]
-    assert "holds:" in caption and "exact tabular robust value" in caption
+    assert "holds:" in caption and "exact tabular robust value" in caption and "margin" in caption
+    assert "max SE" in caption and "Rao-Blackwellised" in caption
+    items = pd.read_csv(tmp_path / "timings" / "paper_scale_items.csv")
+    assert set(items["item"]) == {"domain", "small", "monolithic"} and (items.cpu_seconds > 0).all()
+    # The even-mixture model is the Oracle at 1/2: one training, so equal scores there.
+    even = df[(df.model == "monolithic w8 (even)") & (df.lam0 == 0.5)].set_index("contamination").test_kl
+    oracle = df[(df.model == "Oracle w8") & (df.lam0 == 0.5)].set_index("contamination").test_kl
+    assert len(even) == 2 and (even == oracle).all()
