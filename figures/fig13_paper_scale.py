@@ -18,7 +18,7 @@ SETTINGS = {
               "small": {"V": 5, "T": 4, "m": 4000, "expert_steps": 300, "gate_m": 4000, "gate_steps": 400,
                         "gate_batch": 64, "gate_lr": 0.02}},
     "full": {"V": 100, "Ts": (8, 16), "rates": (0.0, 0.25, 0.5), "m": 200000, "expert_steps": 3000, "steps": 2000,
-             "mono_width": 16, "large_width": 20, "oracle_points": 11, "points": 21, "mc": 40000, "enumerate_up_to": 2500,
+             "mono_width": 16, "large_width": 20, "oracle_points": 11, "points": 21, "mc": 80000, "enumerate_up_to": 2500,
              "z_mc": 50000, "gate_m": 50000, "gate_steps": 3000, "gate_batch": 128, "gate_lr": 0.02, "seeds": (0,), **_FIT,
              "small": {"V": 6, "T": 5, "m": 50000, "expert_steps": 2000, "gate_m": 50000, "gate_steps": 3000,
                        "gate_batch": 128, "gate_lr": 0.02}},
