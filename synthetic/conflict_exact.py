@@ -28,9 +28,10 @@ transitions, so the cost is ``O(T V^{r+1})``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations, product
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import gammaln, logsumexp
 
 from synthetic.markov import MarkovChain
 from synthetic.sequences import MixtureDomain, all_sequences, check_sequences
@@ -91,9 +92,13 @@ class ConflictCounts:
             mixed = StepLaw((1 - r) * law_a.plus + r * law_b.plus, (1 - r) * law_a.minus + r * law_b.minus,
                             (1 - r) * law_a.other + r * law_b.other)
             log_a = self._log_seq(mixed)
+            comps_a = [(1.0, mixed)]
         else:
             with np.errstate(divide="ignore"):
                 log_a = np.logaddexp(np.log1p(-contamination) + self._log_seq(law_a), np.log(contamination) + log_b)
+            comps_a = [(w, law) for w, law in ((1 - contamination, law_a), (contamination, law_b)) if w > 0]
+        #: Each domain as a sequence-level mixture of shift chains: (weight, step law) pairs.
+        self.components = (comps_a, [(1.0, law_b)])
         #: ``log D_k(x)`` of one sequence of each class, (2 x classes): rows A (contaminated), B.
         self.log_seq = np.vstack([log_a, log_b])
         #: Class masses ``d_c = N_c D_k(x in c)``, (2 x classes); each row sums to one.
@@ -137,6 +142,141 @@ class ConflictCounts:
         steps = np.diff(x, axis=1) % self.V
         return (steps == 1).sum(axis=1), (steps == self.V - 1).sum(axis=1)
 
+    def next_log_probs(self, seqs) -> np.ndarray:
+        """``log D_k(x_t = v | x_<t)`` for every row, position and token v, (2 x m x T x V).
+
+        Domain k is a sequence-level mixture ``sum_j w_j C_j`` of shift chains, so its
+        next-token law is the posterior-weighted ``sum_j w_j(x_<t) C_j(. | x_{t-1})`` with
+        ``w_j(x_<t)`` proportional to ``w_j C_j(x_<t)`` (a function of the prefix's counts).
+        """
+        x = check_sequences(seqs, self.V, self.T)
+        m, T, V = x.shape[0], x.shape[1], self.V
+        out = np.empty((2, m, T, V))
+        out[:, :, 0, :] = -np.log(V)
+        if T == 1:
+            return out
+        steps = np.diff(x, axis=1) % V
+        plus, minus = steps == 1, steps == V - 1
+        rows = np.arange(m)[:, None]
+        up, down = (x[:, :-1] + 1) % V, (x[:, :-1] - 1) % V
+        for k, comps in enumerate(self.components):
+            terms = []
+            for w, law in comps:
+                lp = np.log([law.plus, law.minus, law.other])
+                step_lp = np.where(plus, lp[0], np.where(minus, lp[1], lp[2]))
+                # log w_j C_j(x_<t) for t = 1..T-1 (the prefix x_0..x_{t-1}; x_0 is uniform in every chain).
+                prefix = np.log(w) + np.concatenate([np.zeros((m, 1)), np.cumsum(step_lp[:, :-1], axis=1)], axis=1)
+                nxt = np.full((m, T - 1, V), lp[2])
+                nxt[rows, np.arange(T - 1), up] = lp[0]
+                nxt[rows, np.arange(T - 1), down] = lp[1]
+                terms.append(prefix[:, :, None] + nxt)
+            joint = logsumexp(np.stack(terms), axis=0)  # log sum_j w_j C_j(x_<t, v)
+            out[k, :, 1:, :] = joint - logsumexp(joint, axis=2, keepdims=True)
+        return out
+
+    def step_probs(self, seqs) -> np.ndarray:
+        """``D_k(x_t = x_{t-1} + 1 | x_<t)``, ``D_k(x_t = x_{t-1} - 1 | x_<t)`` and that of each other token.
+
+        For t = 1..T-1 of every row: (2 x m x T-1 x 3). The compact form of
+        :meth:`next_log_probs` (the law of a shift-chain mixture at t puts one value on the
+        token one up, one on the token one down, and one on each of the V - 2 others).
+        """
+        x = check_sequences(seqs, self.V, self.T)
+        m, n = x.shape[0], self.T - 1
+        steps = np.diff(x, axis=1) % self.V
+        plus, minus = steps == 1, steps == self.V - 1
+        out = np.empty((2, m, n, 3))
+        for k, comps in enumerate(self.components):
+            laws = np.array([[law.plus, law.minus, law.other] for _, law in comps])  # (J, 3)
+            lw = np.log([w for w, _ in comps])[:, None, None]
+            lp = np.log(laws)[:, :, None, None]
+            step_lp = np.where(plus, lp[:, 0], np.where(minus, lp[:, 1], lp[:, 2]))  # (J, m, n)
+            # log w_j C_j(x_<t) up to a term common to all j (x_0 is uniform in every chain), t = 1..T-1.
+            prefix = lw + np.concatenate([np.zeros((len(comps), m, 1)), np.cumsum(step_lp[:, :, :-1], axis=2)], axis=2)
+            post = np.exp(prefix - logsumexp(prefix, axis=0, keepdims=True))
+            out[k] = np.einsum("jmt,jc->mtc", post, laws)
+        return out
+
+    def model_kl(self, seqs, log_q_next, probs=None) -> np.ndarray:
+        """``b_k(x) = sum_t KL(D_k(. | x_<t) || q(. | x_<t))`` for both domains, (2 x m).
+
+        ``log_q_next`` (m x T x V): a model's next-token log-probabilities at each row's
+        prefixes; ``probs``: :meth:`step_probs` of the rows (computed when omitted). Uses
+        the form of D's laws: ``sum_v D(v) log q(v) = p_o S + (p_+ - p_o) log q(up) +
+        (p_- - p_o) log q(down)`` with ``S = sum_v log q(v)``, so the cost is one pass over q.
+        """
+        x = check_sequences(seqs, self.V, self.T)
+        lq = np.asarray(log_q_next, dtype=np.float64)
+        if lq.shape != x.shape + (self.V,):
+            raise ShapeMismatchError(f"need (m x T x V) = {x.shape + (self.V,)} log-probabilities, got {lq.shape}")
+        probs = self.step_probs(x) if probs is None else probs
+        V = self.V
+        total = lq.sum(axis=2)  # (m, T)
+        first = -np.log(V) - total[:, 0] / V
+        rows, cols = np.arange(x.shape[0])[:, None], np.arange(1, self.T)[None, :]
+        up, down = lq[rows, cols, (x[:, :-1] + 1) % V], lq[rows, cols, (x[:, :-1] - 1) % V]
+        pu, pd, po = probs[..., 0], probs[..., 1], probs[..., 2]
+        neg_h = pu * np.log(pu) + pd * np.log(pd) + (V - 2) * po * np.log(po)
+        cross = po * total[None, :, 1:] + (pu - po) * up[None] + (pd - po) * down[None]
+        return first[None] + (neg_h - cross).sum(axis=2)
+
+    def class_members(self, c: int) -> np.ndarray:
+        """Every sequence of class ``c``, (N_c x T); lexicographic in (steps, x_0)."""
+        n, V = self.T - 1, self.V
+        i, j = int(self.n_plus[c]), int(self.n_minus[c])
+        combos = list(product(_OTHER_STEPS(V), repeat=n - i - j))
+        others = np.array(combos, dtype=np.int64).reshape(len(combos), n - i - j)
+        patterns = []
+        for plus in combinations(range(n), i):
+            rest = [p for p in range(n) if p not in plus]
+            for minus in combinations(rest, j):
+                free = [p for p in rest if p not in minus]
+                steps = np.zeros((len(others), n), dtype=np.int64)
+                steps[:, list(plus)] = 1
+                steps[:, list(minus)] = V - 1
+                steps[:, free] = others
+                patterns.append(steps)
+        steps = np.repeat(np.vstack(patterns), V, axis=0)
+        x0 = np.tile(np.arange(V), len(steps) // V)[:, None]
+        return (x0 + np.hstack([np.zeros((len(steps), 1), np.int64), np.cumsum(steps, axis=1)])) % V
+
+    def sample_classes(self, total: int, seed: int, *, enumerate_up_to: int = 5000,
+                       minimum: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Strata for ``E_{D_k}[f] = sum_c d_{k,c} E[f | c]``, shared by every domain and model.
+
+        Within a class every domain (and every mixture of them) is uniform, so draws from
+        the class are draws from ``D_k(. | x in c)`` for every k at once. A class of at
+        most ``enumerate_up_to`` sequences is enumerated (its mean is exact; e.g. every
+        class without "other" steps, which holds ``(1 - noise)^(T-1)`` of a clean domain);
+        the other classes share about ``total`` uniform draws in proportion to the mean
+        class mass of the two domains, at least ``minimum`` each so that their variance is
+        estimable. A draw of class ``(n_+, n_-)``: a uniform ``x_0``, the +1 and -1 steps at
+        uniformly random positions, every other step uniform over the ``V - 2`` steps that
+        are neither.
+
+        Returns the sequences (rows grouped by class), each row's class index and a
+        boolean per class: enumerated (True) or sampled.
+        """
+        rng = np.random.default_rng(seed)
+        n, V = self.T - 1, self.V
+        size = np.exp(self.log_mult)
+        complete = size <= enumerate_up_to + 0.5
+        weight = np.where(complete, 0.0, self.D.mean(axis=0))
+        alloc = np.maximum(minimum, np.round(total * weight / max(weight.sum(), 1e-300))).astype(np.int64)
+        blocks, labels = [], []
+        for c in range(self.n_classes):
+            if complete[c]:
+                x = self.class_members(c)
+            else:
+                m, i, j = int(alloc[c]), int(self.n_plus[c]), int(self.n_minus[c])
+                other = _OTHER_STEPS(V)[rng.integers(0, V - 2, size=(m, n - i - j))]
+                steps = rng.permuted(np.hstack([np.ones((m, i), np.int64), np.full((m, j), V - 1), other]), axis=1)
+                x0 = rng.integers(0, V, size=(m, 1))
+                x = (x0 + np.hstack([np.zeros((m, 1), np.int64), np.cumsum(steps, axis=1)])) % V
+            blocks.append(x)
+            labels.append(np.full(len(x), c))
+        return np.vstack(blocks), np.concatenate(labels), complete
+
     def log_prob(self, seqs) -> np.ndarray:
         """``log D_k(x)`` of each row from its counts, (2 x m)."""
         plus, minus = self.counts(seqs)
@@ -144,6 +284,11 @@ class ConflictCounts:
         # Index of class (i, j) in the (i outer, j inner, i + j <= n) order of the constructor.
         index = plus * (n + 1) - plus * (plus - 1) // 2 + minus
         return self.log_seq[:, index]
+
+
+def _OTHER_STEPS(V: int) -> np.ndarray:
+    """The ``V - 2`` steps that are neither +1 nor -1: 0, 2, ..., V - 2."""
+    return np.concatenate([[0], np.arange(2, V - 1)]).astype(np.int64)
 
 
 def _weights(lam) -> np.ndarray:

@@ -76,13 +76,14 @@ def test_paper_scale_statements_read_the_rows_of_the_configured_widths():
     curve = 1 + np.abs(2 * lams - 1)
     frame = {GATE: 0.5 * curve, monolithic(16): curve, monolithic(20): curve, oracle(16): 0.4 + 0 * lams,
              oracle(20): 0.45 + 0 * lams}
-    rows = [{"model": m, "lam0": float(l), "test_kl": float(v)} for m, c in frame.items() for l, v in zip(lams, c)]
+    rows = [{"model": m, "lam0": float(l), "test_kl": float(v), "se": 0.0} for m, c in frame.items()
+            for l, v in zip(lams, c)]
     df = pd.DataFrame(rows)
     assert fixed_models(CFG) == [monolithic(16), monolithic(20)] and oracles(CFG) == [oracle(16), oracle(20)]
-    assert statements(df, CFG)["gate beats both fixed retrained models at every lambda"]
+    assert statements(df, CFG)["gate beats both fixed retrained models at every lambda"]["held"]
     # a wider monolithic model that beats the gate is not one of the two fixed models
-    wide = pd.DataFrame([{"model": monolithic(200), "lam0": float(l), "test_kl": 0.1} for l in lams])
-    assert statements(pd.concat([df, wide]), CFG)["gate beats both fixed retrained models at every lambda"]
+    wide = pd.DataFrame([{"model": monolithic(200), "lam0": float(l), "test_kl": 0.1, "se": 0.0} for l in lams])
+    assert statements(pd.concat([df, wide]), CFG)["gate beats both fixed retrained models at every lambda"]["held"]
     # ... but a same-size one that beats it is
     worse = df.assign(test_kl=np.where(df.model == monolithic(16), 0.1, df.test_kl))
-    assert not statements(worse, CFG)["gate beats both fixed retrained models at every lambda"]
+    assert not statements(worse, CFG)["gate beats both fixed retrained models at every lambda"]["held"]
