@@ -1,33 +1,43 @@
 """The real-world experiment: four real text genres, parameter-matched neural experts and monolithic models.
 
 Domains are the byte-level genres of :mod:`synthetic.corpora` (C source, a dictionary,
-technical prose, scripture), split by document hash. For one run (a model seed and a
-data subsample):
+technical prose, scripture), split by document hash (:func:`synthetic.text.load_text_corpus`).
+For one run (a model seed and a data subsample):
 
 - each domain's **expert** is a byte-level causal transformer (V = 256) trained on
-  windows of that domain's training documents;
+  windows of a random fraction of that domain's training documents;
 - the **monolithic** models have as many parameters as all experts and the gate
   together (the width is chosen to match, within :data:`PARAMETER_MATCH`) and see the
   same total number of training tokens as all experts together, on the pooled windows
   at equal domain weights, at DoReMi's weights (a proxy run on the excess loss over
-  each domain's expert), and at the gate's least-favourable mixture ``lam``;
-- the **gate** is a small causal sequence model over the window's bytes (a few per cent
-  of an expert's parameters) fitted by :func:`modular.fit_robust_gate` with the excess
-  adversary (real text has no known entropy: ``a_k = KL(D_k || pi_g) - KL(D_k ||
-  pi_k)``) on validation windows of each domain, with Z estimated without bias from
-  windows sampled from each expert;
-- the **routed model** is the causal router of structural distillation, trained on
-  windows sampled from ``pi_g`` by rejection sampling;
-- the static baselines are the **uniform gate**, the **best static gate** (the robust
-  constant gate, solved exactly on the validation log-probabilities), and the
-  **posterior gate** of Branch-Train-Merge/DEMix ``g(x, k) ∝ pi_k(x)`` (not normalised:
-  its mass Z is reported, and it is scored raw and renormalised).
+  each domain's expert), and at the gate's least-favourable mixture ``lam``.
 
-Every model is scored on test windows of each domain: NLL per byte,
-``-mean log q(x) / T``; a test mixture's NLL is ``sum_k lam_k NLL_k`` (cross-entropy is
-linear in the mixture). The window length T matters: for nearly disjoint domains a
-sequence-level gate that cannot tell the domain pays about ``log p / T`` nats per byte,
-so the experiment reports the worst case against T as well.
+Everything else goes through the tools of :mod:`modular`, so this experiment is also
+their end-to-end test. One excerpt of each held-out (validation or test) document is
+given to :func:`modular.cache.build_cache` (what ``python -m modular cache`` runs), which
+splits the excerpts by hash into DATA / VAL / TEST and caches every expert's per-token
+log-probabilities on their windows of T bytes and on M samples of each expert. Then:
+
+- the **gate**, a small transformer over the window's bytes
+  (:class:`modular.gates.TransformerSequenceGate`, a few per cent of an expert), is
+  fitted on DATA.npz by :func:`modular.fit_robust_gate` (the function ``python -m modular
+  fit`` calls) with the excess adversary (real text has no known entropy:
+  ``a_k = KL(D_k || pi_g) - KL(D_k || pi_k)``) and the unbiased expert-sample Z, and saved
+  with :func:`modular.cache.gate_meta`;
+- the **routed model** is distilled by ``python -m modular distill`` (run in-process):
+  a causal router trained on the cached expert samples accepted by rejection;
+- ``python -m modular evaluate`` (in-process) scores the gate, each expert, the
+  **uniform gate**, the **best static gate** (the robust constant gate, solved exactly)
+  and the **posterior gate** of Branch-Train-Merge/DEMix ``g(x, k) ∝ pi_k(x)`` (raw, and
+  renormalised by its Z) on TEST.npz; the monolithic and routed models are scored on the
+  same windows by the same :func:`modular.evaluate.score`.
+
+NLL per byte is ``-mean log q(x) / T``; a test mixture's NLL is ``sum_k lam_k NLL_k``
+(cross-entropy is linear in the mixture). The window length T matters: for nearly
+disjoint domains a sequence-level gate that cannot tell the domain pays about
+``log p / T`` nats per byte, so the gate is refitted and everything rescored on the
+length-``Tw`` prefixes of the cached windows (:func:`prefix_split`) for each ``Tw`` of the
+sweep.
 """
 
 from __future__ import annotations
