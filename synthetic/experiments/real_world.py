@@ -1,49 +1,70 @@
 """The real-world experiment: four real text genres, parameter-matched neural experts and monolithic models.
 
 Domains are the byte-level genres of :mod:`synthetic.corpora` (C source, a dictionary,
-technical prose, scripture), split by document hash. For one run (a model seed and a
-data subsample):
+technical prose, scripture), split by document hash (:func:`synthetic.text.load_text_corpus`).
+For one run (a model seed and a data subsample):
 
 - each domain's **expert** is a byte-level causal transformer (V = 256) trained on
-  windows of that domain's training documents;
+  windows of a random fraction of that domain's training documents;
 - the **monolithic** models have as many parameters as all experts and the gate
   together (the width is chosen to match, within :data:`PARAMETER_MATCH`) and see the
   same total number of training tokens as all experts together, on the pooled windows
   at equal domain weights, at DoReMi's weights (a proxy run on the excess loss over
-  each domain's expert), and at the gate's least-favourable mixture ``lam``;
-- the **gate** is a small causal sequence model over the window's bytes (a few per cent
-  of an expert's parameters) fitted by :func:`modular.fit_robust_gate` with the excess
-  adversary (real text has no known entropy: ``a_k = KL(D_k || pi_g) - KL(D_k ||
-  pi_k)``) on validation windows of each domain, with Z estimated without bias from
-  windows sampled from each expert;
-- the **routed model** is the causal router of structural distillation, trained on
-  windows sampled from ``pi_g`` by rejection sampling;
-- the static baselines are the **uniform gate**, the **best static gate** (the robust
-  constant gate, solved exactly on the validation log-probabilities), and the
-  **posterior gate** of Branch-Train-Merge/DEMix ``g(x, k) ∝ pi_k(x)`` (not normalised:
-  its mass Z is reported, and it is scored raw and renormalised).
+  each domain's expert), and at the gate's least-favourable mixture ``lam``.
 
-Every model is scored on test windows of each domain: NLL per byte,
-``-mean log q(x) / T``; a test mixture's NLL is ``sum_k lam_k NLL_k`` (cross-entropy is
-linear in the mixture). The window length T matters: for nearly disjoint domains a
-sequence-level gate that cannot tell the domain pays about ``log p / T`` nats per byte,
-so the experiment reports the worst case against T as well.
+Everything else goes through the tools of :mod:`modular`, so this experiment is also
+their end-to-end test. One excerpt of each held-out (validation or test) document is
+given to :func:`modular.cache.build_cache` (what ``python -m modular cache`` runs), which
+splits the excerpts by hash into DATA / VAL / TEST and caches every expert's per-token
+log-probabilities on their windows of T bytes and on M samples of each expert. Then:
+
+- the **gate**, a small transformer over the window's bytes
+  (:class:`modular.gates.TransformerSequenceGate`, a few per cent of an expert), is
+  fitted on DATA.npz by :func:`modular.fit_robust_gate` (the function ``python -m modular
+  fit`` calls) with the excess adversary (real text has no known entropy:
+  ``a_k = KL(D_k || pi_g) - KL(D_k || pi_k)``) and the unbiased expert-sample Z, and saved
+  with :func:`modular.cache.gate_meta`;
+- the **routed model** is distilled by ``python -m modular distill`` (run in-process):
+  a causal router trained on the cached expert samples accepted by rejection;
+- ``python -m modular evaluate`` (in-process) scores the gate, each expert, the
+  **uniform gate**, the **best static gate** (the robust constant gate, solved exactly)
+  and the **posterior gate** of Branch-Train-Merge/DEMix ``g(x, k) ∝ pi_k(x)`` (raw, and
+  renormalised by its Z) on TEST.npz; the monolithic and routed models are scored on the
+  same windows by the same :func:`modular.evaluate.score`.
+
+NLL per byte is ``-mean log q(x) / T``; a test mixture's NLL is ``sum_k lam_k NLL_k``
+(cross-entropy is linear in the mixture). The window length T matters: for nearly
+disjoint domains a sequence-level gate that cannot tell the domain pays about
+``log p / T`` nats per byte, so the gate is refitted and everything rescored on the
+length-``Tw`` prefixes of the cached windows (:func:`prefix_split`) for each ``Tw`` of the
+sweep.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import io
+import json
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from modular import CausalSequenceGate, fit_robust_gate, gated_log_prob, sample_set
-from modular.distill import routed_log_prob, router_probs, train_router
-from modular.evaluate import best_static_gate, posterior_log_gate, z_with_se
-from modular.sampling import rejection_sample
+from modular import cli
+from modular.cache import build_cache, gate_meta, write_npz
+from modular.data import check_excess_defined, load_npz
+from modular.distill import routed_log_prob, router_probs
+from modular.evaluate import Method, score
+from modular.gate_io import load_gate, save_gate
+from modular.gates import TransformerSequenceGate
+from modular.primal_dual import _finite_or_none, fit_robust_gate
 from synthetic.baselines import train_doremi, train_on_weights
-from synthetic.corpora import REAL_GENRES
+from synthetic.expert_io import as_expert
 from synthetic.experiments.common import lam_label, seed_streams, single_thread_torch
 from synthetic.models import TorchSequenceModel
 from synthetic.text import load_text_corpus
@@ -63,6 +84,9 @@ ROUTED = "routed model"
 MONO_EVEN = "monolithic (even)"
 MONO_DOREMI = "monolithic (DoReMi)"
 MONO_LAMSTAR = "monolithic (lam*)"
+#: The names :func:`modular.evaluate.evaluate_gate` gives its methods -> the labels here.
+EVALUATE_NAMES = {"robust gate (transformer)": GATE, "uniform static": UNIFORM, "best static": BEST_STATIC,
+                  "posterior (BTM/DEMix), raw": POSTERIOR_RAW, "posterior (BTM/DEMix), renormalised": POSTERIOR}
 
 
 def test_mixtures(p: int) -> np.ndarray:
@@ -91,9 +115,17 @@ def gate_parameters(gate: torch.nn.Module) -> int:
     return sum(p.numel() for p in gate.parameters())
 
 
-def _windows(split, T: int, m: int, rng) -> np.ndarray:
-    w = split.windows(T)
-    return w[np.sort(rng.choice(len(w), size=min(m, len(w)), replace=False))]
+@functools.lru_cache(maxsize=2)
+def _corpus(genres: tuple[str, ...]):
+    """The genres' splits, read once per process (a sweep runs several configurations in one worker)."""
+    return load_text_corpus(list(genres))
+
+
+def make_gate(p: int, T: int, width: int, seed: int) -> TransformerSequenceGate:
+    """The sequence gate: one small transformer block over the window's bytes (:mod:`modular.gates`)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TransformerSequenceGate(V, p, T, width=width)
 
 
 def _train_windows(split, T: int, m: int, fraction: float, rng) -> np.ndarray:
@@ -107,63 +139,166 @@ def _train_windows(split, T: int, m: int, fraction: float, rng) -> np.ndarray:
     return w[np.sort(rng.choice(len(w), size=min(m, len(w)), replace=False))]
 
 
-def sample_windows(model: TorchSequenceModel, m: int, T: int, generator: torch.Generator) -> torch.Tensor:
-    """``m`` windows of length ``T`` drawn token by token from a transformer (m x T, int64)."""
-    net = model.net.eval()
-    x = torch.full((m, 1), V, dtype=torch.long)  # BOS
-    with torch.no_grad():
-        for t in range(T):
-            probs = net(x)[:, t].exp().double()
-            x = torch.cat([x, torch.multinomial(probs, 1, generator=generator)], dim=1)
-    return x[:, 1:]
+def held_out_excerpts(splits, T: int, windows: int, excerpt_windows: int, rng) -> list[str]:
+    """Excerpts of held-out documents for the cache, as text whose code points are the bytes (latin-1).
+
+    Documents (of the given splits, none of which the experts or monolithic models train
+    on) are taken in random order; each gives one excerpt of at most ``excerpt_windows``
+    windows of T bytes (more when the genre has fewer than ``windows / excerpt_windows``
+    documents) at a random offset, until the excerpts hold ``windows`` windows.
+    One excerpt per document keeps the cache's own split (by the excerpt's hash)
+    document-disjoint.
+    """
+    docs = [d for s in splits for d in s.docs if d.size >= T]
+    # A genre of few long documents (perl's POD: about 40 held out) gives longer excerpts.
+    per_doc = max(excerpt_windows, math.ceil(windows / max(len(docs), 1)))
+    out, total = [], 0
+    for i in rng.permutation(len(docs)):
+        d = docs[i]
+        n = min(d.size // T, per_doc)
+        start = int(rng.integers(0, d.size - n * T + 1))
+        out.append(d[start:start + n * T].tobytes().decode("latin-1"))
+        total += n
+        if total >= windows:
+            break
+    return out
 
 
-def window_log_probs(models, x) -> np.ndarray:
-    """``log pi_k(x)`` of every window under every model, (m x p)."""
-    return np.column_stack([m.token_log_probs(np.asarray(x)).sum(axis=1) for m in models])
+class Latin1Bytes:
+    """Text whose code points are bytes (0..255) to byte ids and back: exact for any byte string."""
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("latin-1"))
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) for i in ids).decode("latin-1")
 
 
-def token_log_probs(models, x) -> np.ndarray:
-    """``log pi_k(x_t | x_<t)`` along every window, (m x T x p)."""
-    return np.stack([m.token_log_probs(np.asarray(x)) for m in models], axis=2)
+def state_sha256(model: TorchSequenceModel) -> str:
+    """sha256 of a model's parameters (names and float32 bytes): the expert's identity in the cache."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.net.state_dict().items()):
+        h.update(name.encode() + b"\0" + t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
-def _nll(logq: np.ndarray, T: int) -> float:
-    return float(-np.mean(logq) / T)
+def prefix_split(src, dst, Tw: int) -> Path:
+    """A cached split cut to the first ``Tw`` tokens of every window and expert sample.
+
+    The prefixes of samples of ``pi_k`` are samples of its length-``Tw`` marginal, and a
+    causal expert's log-probability of a prefix is the sum of its first ``Tw`` factors.
+    """
+    with np.load(src, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    for key in list(arrays):
+        if key.startswith(("feat_", "expert_feat_", "token_logp_", "expert_token_logp_")):
+            arrays[key] = arrays[key][:, :Tw]
+    for key in list(arrays):
+        if key.startswith(("token_logp_", "expert_token_logp_")):
+            arrays[key.replace("token_logp_", "logp_")] = arrays[key].sum(axis=1)
+    arrays["window"] = np.array(Tw)
+    write_npz(dst, arrays)
+    return Path(dst)
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    """``python -m modular ARGV`` in this process; (exit status, stdout)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    if code not in (0, 3):
+        raise InputError(f"python -m modular {' '.join(argv)} exited {code}: {err.getvalue().strip()}")
+    return code, out.getvalue()
+
+
+def fit_gate(data_path, config: dict, T: int, seed: int, device=None):
+    """The robust gate on a cached split, fitted as ``python -m modular fit`` fits one, saved beside it.
+
+    The same function (:func:`modular.fit_robust_gate`) on the same sets
+    (:func:`modular.data.load_npz`), excess adversary, unbiased expert-sample Z, stopping
+    once the whole-set residuals stay within tolerance; the gate is saved with the
+    metadata the tools check (:func:`modular.cache.gate_meta`).
+    """
+    domains, experts = load_npz(data_path)
+    check_excess_defined(domains)
+    p = domains[0].p
+    gate = make_gate(p, T, config["gate_width"], seed)
+    res = fit_robust_gate(gate, domains, experts, adversary="excess", z_estimator="expert-samples",
+                          steps=config["fit_steps"], batch_size=config["fit_batch"], lr=config["fit_lr"],
+                          lr_schedule=config["lr_schedule"], lam_lr=config["lam_lr"], mu_lr=config["mu_lr"],
+                          mu0=config["mu0"], gate_iterate=config["gate_iterate"],
+                          tol_gap=config["tol_gap_per_byte"] * T, tol_z=config["tol_z"],
+                          until_converged=True, check_every=config["check_every"], seed=seed, device=device)
+    summary = res.summary()
+    path = Path(data_path).with_name(f"gate_T{T}.pt")
+    save_gate(path, res.gate.cpu(), meta=_finite_or_none(gate_meta(data_path, summary, kind="transformer")))
+    return path, res
+
+
+def _load_split(path, p: int):
+    with np.load(path, allow_pickle=False) as f:
+        return [f[f"feat_{k}"] for k in range(p)], [f[f"token_logp_{k}"] for k in range(p)]
+
+
+def _nll_rows(evaluation: dict) -> dict[str, list[float]]:
+    """label -> per-domain NLL per byte, from :func:`modular.evaluate.evaluate_gate` / :func:`score` rows."""
+    names = {f"expert {e} alone": f"expert {e}" for e in evaluation["experts"]}
+    return {EVALUATE_NAMES.get(r["method"], names.get(r["method"], r["method"])): r["nll"]
+            for r in evaluation["methods"]}
 
 
 def real_world(config: dict) -> dict:
-    """Train, fit and score every model of one run; see the module docstring.
+    """Train, cache, fit and score every model of one run; see the module docstring.
 
-    config: ``genres``, ``T`` (training window), ``T_sweep`` (window lengths scored for the
-    T figure, each <= T, empty for no sweep), ``expert_width``, ``gate_embed``,
-    ``gate_hidden``, ``train_windows`` (per domain), ``train_fraction`` (the data
-    subsample), ``steps``, ``batch_size``, ``lr``, ``m_val``, ``m_test``, ``m_expert``,
-    ``fit_steps`` (the most steps: the fit stops once its residuals stay within tolerance), ``fit_batch``, ``fit_lr``, ``lam_lr``, ``router_samples``,
-    ``router_steps``, ``seed`` (models), ``subsample`` (data).
+    config: ``genres``, ``T`` (window), ``T_sweep`` (shorter window lengths scored for the T
+    figure, the gate refitted on prefixes; empty for no sweep), ``expert_width``,
+    ``gate_width``, ``train_windows`` (per domain), ``train_fraction`` (the data
+    subsample), ``steps``, ``batch_size``, ``lr`` (experts and monolithic models),
+    ``cache_windows`` and ``excerpt_windows`` (held-out text given to the cache, per
+    genre), ``cache_split``, ``m_expert`` (expert samples per split), ``fit_steps`` (the
+    most steps: the fit stops once its residuals stay within tolerance), ``fit_batch``,
+    ``fit_lr``, ``lr_schedule``, ``lam_lr``, ``mu_lr``, ``mu0`` (the multiplier's start), ``gate_iterate``,
+    ``tol_gap_per_byte`` (the adversary's gap tolerance is this times T nats per window),
+    ``tol_z``, ``check_every``,
+    ``router_steps``, ``seed`` (models), ``subsample`` (data), ``device`` (None: CUDA
+    when available).
     """
     t_start = time.perf_counter()
     genres = list(config["genres"])
     p, T, seed = len(genres), config["T"], config["seed"]
-    corpus = load_text_corpus(genres)
+    device = config.get("device")
+    corpus = _corpus(tuple(genres))
     data_rng = np.random.default_rng(np.random.SeedSequence([config["subsample"], 1]))
     train = [_train_windows(corpus[g]["train"], T, config["train_windows"], config["train_fraction"], data_rng)
              for g in genres]
-    val = [_windows(corpus[g]["val"], T, config["m_val"], data_rng) for g in genres]
-    test = [_windows(corpus[g]["test"], T, config["m_test"], data_rng) for g in genres]
+    held_out = {g: held_out_excerpts([corpus[g]["val"], corpus[g]["test"]], T, config["cache_windows"],
+                                     config["excerpt_windows"], data_rng) for g in genres}
     seeds = np.random.SeedSequence([seed, 2]).generate_state(8)
     fit_kwargs = dict(steps=config["steps"], batch_size=config["batch_size"], lr=config["lr"])
     timings = {}
-    with single_thread_torch():
+    with single_thread_torch(), tempfile.TemporaryDirectory(prefix="real_world_") as tmp:
+        work = Path(tmp)
         t0 = time.perf_counter()
         (expert_seeds,) = seed_streams(seed, len(genres), key=3)
         experts = [TorchSequenceModel(V, T, config["expert_width"], seed=expert_seeds[k], name=f"expert {g}",
-                                      device="cpu").fit(train[k], **fit_kwargs) for k, g in enumerate(genres)]
+                                      device=device).fit(train[k], **fit_kwargs) for k, g in enumerate(genres)]
         timings["experts"] = time.perf_counter() - t0
         n_expert = experts[0].n_parameters
-        gate_size = gate_parameters(CausalSequenceGate(V, p, embed=config["gate_embed"], hidden=config["gate_hidden"]))
-        target = p * n_expert + gate_size
-        width = matched_width(target, T)
+        gate_size = gate_parameters(make_gate(p, T, config["gate_width"], 0))
+        width = matched_width(p * n_expert + gate_size, T)
+
+        # The cache (modular.cache.build_cache, what `python -m modular cache` runs): every expert's
+        # per-token log-probabilities on held-out windows and on M samples of each expert, per split.
+        t0 = time.perf_counter()
+        records = [{"name": g, "vocab_size": V, "tokenizer": "bytes", "sha256": state_sha256(e),
+                    "parameters": e.n_parameters} for g, e in zip(genres, experts)]
+        cache = build_cache([as_expert(e, name=g) for g, e in zip(genres, experts)], held_out, Latin1Bytes(),
+                            window=T, out=work / "cache", split=config["cache_split"],
+                            expert_samples=config["m_expert"], seed=int(seeds[3]), expert_records=records,
+                            progress=False)
+        timings["cache"] = time.perf_counter() - t0
+        data_path, test_path = work / "cache" / "DATA.npz", work / "cache" / "TEST.npz"
+
         # One monolithic step sees a batch of every domain: the same tokens per step as all experts' steps.
         t0 = time.perf_counter()
         mono = {MONO_EVEN: train_on_weights(train, np.full(p, 1.0 / p), V=V, T=T, width=width, seed=int(seeds[2]),
@@ -172,114 +307,72 @@ def real_world(config: dict) -> dict:
                                                      **fit_kwargs)
         timings["monolithic"] = time.perf_counter() - t0
 
-        generator = torch.Generator().manual_seed(int(seeds[3]))
         t0 = time.perf_counter()
-        expert_windows = [sample_windows(e, config["m_expert"], T, generator) for e in experts]
-        val_tok = [token_log_probs(experts, x) for x in val]
-        exp_tok = [token_log_probs(experts, x.numpy()) for x in expert_windows]
-        exp_logp = [lp.sum(axis=1) for lp in exp_tok]
-        timings["scoring"] = time.perf_counter() - t0
-
-        def fit_gate(Tw: int):
-            """The robust sequence gate on windows of length Tw (prefixes of the length-T windows)."""
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(seeds[1]))
-                g = CausalSequenceGate(V, p, embed=config["gate_embed"], hidden=config["gate_hidden"])
-            dom = [sample_set(lp[:, :Tw].sum(axis=1), features=x[:, :Tw], name=f"val {name}")
-                   for name, lp, x in zip(genres, val_tok, val)]
-            exp = [sample_set(lp[:, :Tw].sum(axis=1), features=x[:, :Tw].numpy(), name=f"expert {name}")
-                   for name, lp, x in zip(genres, exp_tok, expert_windows)]
-            res = fit_robust_gate(g, dom, exp, adversary="excess", steps=config["fit_steps"],
-                                  batch_size=config["fit_batch"], lr=config["fit_lr"], lam_lr=config["lam_lr"],
-                                  until_converged=True, seed=int(seeds[4]))
-            return g.eval(), res
-
-        t0 = time.perf_counter()
-        gates = {Tw: fit_gate(Tw) for Tw in sorted(set(config["T_sweep"]) | {T})}
-        gate, fit = gates[T]
+        lengths = sorted(set(config["T_sweep"]) | {T})
+        fits = {}
+        for Tw in lengths:
+            d_path = data_path if Tw == T else prefix_split(data_path, work / f"DATA_T{Tw}.npz", Tw)
+            fits[Tw] = fit_gate(d_path, config, Tw, int(seeds[4]), device)
+        gate_path, fit = fits[T]
         timings["gate fit"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         mono[MONO_LAMSTAR] = train_on_weights(train, fit.lam, V=V, T=T, width=width, seed=int(seeds[2]), **fit_kwargs)
         timings["monolithic"] += time.perf_counter() - t0
 
-        # The routed model: a causal router trained on exact samples of pi_g (rejection from p q0).
+        # The routed model: `python -m modular distill` (rejection from the cached expert samples).
         t0 = time.perf_counter()
-
-        def log_experts(x):
-            return torch.as_tensor(window_log_probs(experts, x.numpy()))
-
-        def log_gate(x):
-            with torch.no_grad():
-                return torch.log_softmax(gate(x).double(), dim=1)
-
-        def sample_q0(m, gen):
-            counts = torch.bincount(torch.randint(p, (m,), generator=gen), minlength=p).tolist()
-            parts = [sample_windows(e, c, T, gen) for e, c in zip(experts, counts) if c > 0]
-            return torch.cat(parts)[torch.randperm(m, generator=gen)]
-
-        routed_x, acceptance = rejection_sample(config["router_samples"], sample_q0, log_experts, log_gate,
-                                                generator=generator)
-        router = CausalSequenceGate(V, p, embed=config["gate_embed"], hidden=config["gate_hidden"])
-        rfit = train_router(routed_x.numpy(), token_log_probs(experts, routed_x.numpy()), vocab=V, router=router,
-                            steps=config["router_steps"], seed=int(seeds[5]))
+        router_path = work / "router.pt"
+        _, out = _run_cli(["distill", str(gate_path), str(data_path), "--save", str(router_path), "--steps",
+                           str(config["router_steps"]), "--seed", str(int(seeds[5]) % 2**31), "--json"]
+                          + ([] if device is None else ["--device", str(device)]))
+        distill = json.loads(out)
+        router = load_gate(router_path).gate.double()
         timings["router"] = time.perf_counter() - t0
 
-        # Static baselines at each window length, from the validation and expert-sample windows:
-        # the best static gate (robust constant weights, solved exactly by theory on the excess game)
-        # and the mass Z (with its standard error) of the posterior gate g(x,k) = pi_k(x) / sum_j pi_j(x).
-        static, z_posterior = {}, {}
-        for Tw in gates:
-            static[Tw] = best_static_gate([lp[:, :Tw].sum(axis=1) for lp in val_tok])[0]
-            z_posterior[Tw] = z_with_se([posterior_log_gate(torch.as_tensor(lp[:, :Tw].sum(axis=1)))
-                                         for lp in exp_tok])
-
+        # Scoring: `python -m modular evaluate` (gate, experts alone, uniform, best static, posterior gate)
+        # at every window length; the monolithic and routed models through the same modular.evaluate.score.
         t0 = time.perf_counter()
-        per_domain: dict[str, list[float]] = {}
-        sweep = []
-        for k, x in enumerate(test):
-            tok_lp = token_log_probs(experts, x)
-            mono_tok = {label: model.token_log_probs(x) for label, model in mono.items()}
-            rp = router_probs(rfit.router, x)
-            for Tw, (gate_w, _) in gates.items():
-                lp = tok_lp[:, :Tw].sum(axis=1)
-                with np.errstate(divide="ignore"):
-                    log_w = np.log(static[Tw])
-                posterior = gated_log_prob(posterior_log_gate(torch.as_tensor(lp)), torch.as_tensor(lp)).numpy()
-                scores = {UNIFORM: np.logaddexp.reduce(lp - math.log(p), axis=1),
-                          BEST_STATIC: np.logaddexp.reduce(lp + log_w, axis=1),
-                          POSTERIOR_RAW: posterior, POSTERIOR: posterior - math.log(z_posterior[Tw][0])}
-                for j, g in enumerate(genres):
-                    scores[f"expert {g}"] = lp[:, j]
-                for label, tl in mono_tok.items():
-                    scores[label] = tl[:, :Tw].sum(axis=1)
-                with torch.no_grad():
-                    scores[GATE] = gated_log_prob(gate_w(torch.as_tensor(x[:, :Tw])).double(),
-                                                  torch.as_tensor(lp)).numpy()
-                # The router is causal: the routed model of a prefix is its first Tw factors.
-                scores[ROUTED] = routed_log_prob(rp[:, :Tw], tok_lp[:, :Tw])
-                if Tw == T:
-                    for label, s in scores.items():
-                        per_domain.setdefault(label, [0.0] * p)[k] = _nll(s, T)
-                for label, s in scores.items():
-                    sweep.append({"model": label, "domain": genres[k], "T": Tw, "seed": seed,
-                                  "subsample": config["subsample"], "nll_per_byte": _nll(s, Tw)})
+        mixtures = test_mixtures(p)
+        feats, tok_lp = _load_split(test_path, p)
+        mono_tok = {label: [m.token_log_probs(x) for x in feats] for label, m in mono.items()}
+        rp = [router_probs(router, x) for x in feats]
+        per_T = {}
+        for Tw in lengths:
+            t_path = test_path if Tw == T else prefix_split(test_path, work / f"TEST_T{Tw}.npz", Tw)
+            report = work / f"evaluation_T{Tw}"
+            _run_cli(["evaluate", str(fits[Tw][0]), str(t_path), "--report", str(report),
+                      "--mixtures", ";".join(",".join(repr(float(v)) for v in lam) for lam in mixtures)])
+            evaluation = json.loads((report / "evaluation.json").read_text())
+            domains, _ = load_npz(t_path)
+            extra = [Method(label, [tl[:, :Tw].sum(axis=1) for tl in tls]) for label, tls in mono_tok.items()]
+            extra.append(Method(ROUTED, [routed_log_prob(r[:, :Tw], lp[:, :Tw]) for r, lp in zip(rp, tok_lp)]))
+            evaluation["methods"] += score(extra, domains, list(mixtures), Tw)
+            per_T[Tw] = evaluation
         timings["test scoring"] = time.perf_counter() - t0
 
-    rows = []
-    for lam in test_mixtures(p):
-        for label, nll in per_domain.items():
-            rows.append({"model": label, "mixture": lam_label(lam), "seed": seed, "subsample": config["subsample"],
-                         "nll_per_byte": float(lam @ np.asarray(nll))})
+    evaluation = per_T[T]
+    per_domain = _nll_rows(evaluation)
+    z_test = {EVALUATE_NAMES.get(r["method"], r["method"]): (r["z"], r["z_se"]) for r in evaluation["methods"]}
+    rows = [{"model": label, "mixture": lam_label(lam), "seed": seed, "subsample": config["subsample"],
+             "nll_per_byte": float(lam @ np.asarray(nll))} for lam in mixtures for label, nll in per_domain.items()]
+    sweep = [{"model": label, "domain": genres[k], "T": Tw, "seed": seed, "subsample": config["subsample"],
+              "nll_per_byte": v} for Tw, ev in per_T.items() for label, nll in _nll_rows(ev).items()
+             for k, v in enumerate(nll)]
     params = {f"expert {g}": {"frozen": e.n_parameters, "trainable": 0} for g, e in zip(genres, experts)}
     params[GATE] = {"frozen": p * n_expert, "trainable": gate_size}
-    params[ROUTED] = {"frozen": p * n_expert, "trainable": gate_parameters(rfit.router)}
+    params[ROUTED] = {"frozen": p * n_expert, "trainable": gate_parameters(router)}
     for label, model in mono.items():
         params[label] = {"frozen": 0, "trainable": model.n_parameters}
     timings["total"] = time.perf_counter() - t_start
-    fits = {str(Tw): {"lam": f.lam.tolist(), "z": f.z} for Tw, (_, f) in gates.items()}
-    return {"rows": rows, "sweep": sweep, "per_domain": per_domain, "lam": fit.lam.tolist(), "z": fit.z, "fits": fits,
-            "z_estimator": fit.z_estimator, "doremi_lam": np.asarray(doremi_lam).tolist(),
-            "z_posterior": z_posterior[T][0], "z_posterior_se": z_posterior[T][1],
-            "best_static": static[T].tolist(), "fit_status": fit.status, "fit_gap": fit.gap, "acceptance": acceptance, "monolithic_width": width, "parameters": params,
-            "timings": timings, "checksums": {f"text/{g}/{s}": corpus[g][s].checksum for g in genres
-                                              for s in ("train", "val", "test")}}
+    manifest = cache.manifest
+    return {"rows": rows, "sweep": sweep, "per_domain": per_domain, "lam": fit.lam.tolist(), "z": fit.z,
+            "fit_status": fit.status, "fit_gap": fit.gap, "fit_steps": fit.steps, "z_estimator": fit.z_estimator,
+            "fits": {str(Tw): {"lam": f.lam.tolist(), "z": f.z, "gap": f.gap, "tol_gap": f.tol_gap, "status": f.status,
+                               "steps": f.steps}
+                     for Tw, (_, f) in fits.items()},
+            "z_test": z_test[GATE][0], "z_test_se": z_test[GATE][1],
+            "z_posterior": z_test[POSTERIOR_RAW][0], "z_posterior_se": z_test[POSTERIOR_RAW][1],
+            "doremi_lam": np.asarray(doremi_lam).tolist(), "best_static": evaluation["best_static"]["w"],
+            "distill": distill, "acceptance": distill["acceptance"], "monolithic_width": width, "parameters": params,
+            "cache_counts": manifest["counts"], "cache_files": manifest["files"], "timings": timings,
+            "checksums": {f"text/{g}/{s}": corpus[g][s].checksum for g in genres for s in ("train", "val", "test")}}
