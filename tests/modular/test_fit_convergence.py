@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modular import TabularGate, fit_robust_gate
+from modular import LinearGate, TabularGate, fit_robust_gate
 from modular.primal_dual import CONVERGED, NOT_CONVERGED, residuals, status_of
 from modular.tabular_exact import empirical_instance, offset_instance, solve_tabular_exact
 from tests.modular.modular_instances import enumerated_sets, entropies, finite_instance, sampled_sets, tabular_q
@@ -41,6 +41,27 @@ def test_defaults_reach_the_targets_on_samples(n, p, m):
     assert abs(value_err) < 0.02 + abs(ref_err)
     assert lam_l1 < 0.1 and z_err < 0.01
     assert res.status == CONVERGED and res.gap <= res.tol_gap and res.z_estimator == "importance"
+
+
+def test_the_issue_instance_with_the_clis_linear_gate_on_one_hot_features():
+    """The issue's own setting: the CLI's default linear gate reading one-hot features
+    (standardised as the CLI does), 2e4 samples per domain and per expert, true entropies."""
+    D, P = finite_instance(30, 3, 0)
+    exact = solve_robust(D, P)
+    ids_d, ids_e = sampled_sets(D, P, 20_000, 0)
+    eye = torch.eye(30, dtype=torch.float64)
+    onehot = [type(s)(s.logp, eye[s.features], s.weight) for s in ids_d + ids_e]
+    domains, experts = onehot[:3], onehot[3:]
+    flat = torch.cat([d.features for d in domains])
+    gate = LinearGate(30, 3, mean=flat.mean(0), std=flat.std(0))
+    res = fit_robust_gate(gate, domains, experts, entropies=entropies(D), device="cpu")
+    with torch.no_grad():
+        logits = res.gate.cpu()(eye).double().numpy()
+    q = tabular_q(logits, P)
+    ref = solve_tabular_exact(ids_d, ids_e, n_outcomes=30, entropies=entropies(D))
+    assert abs(float(kl(D, q).max()) - exact.value) < 0.02 + abs(_population(ref, D, P, exact)[0])
+    assert np.abs(res.lam - exact.lam).sum() < 0.1 and abs(q.sum() - 1) < 0.01
+    assert res.status == CONVERGED
 
 
 def test_the_expert_samples_constraint_is_optimistic_for_a_tabular_gate():
