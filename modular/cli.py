@@ -30,6 +30,7 @@ from modular.primal_dual import (
     TOL_Z,
     FitInterrupted,
     _finite_or_none,
+    check_fit_inputs,
     data_fingerprint,
     evaluate_nll,
     evaluate_z,
@@ -110,7 +111,7 @@ def _add_fit(sub) -> None:
                      help="dual-ascent step on the multiplier of Z = 1")
     fit.add_argument("--batch-size", type=_positive(int), default=256, help="samples per domain (and expert) per step")
     fit.add_argument("--z-estimator", choices=Z_ESTIMATORS,
-                     help="default: expert-samples when expert_logp_k are given, else data-shortcut (biased)")
+                     help="default: importance when expert_logp_k are given, else data-shortcut (biased)")
     fit.add_argument("--adversary", choices=ADVERSARIES,
                      help="what lambda maximises; default: kl with --entropy, else excess")
     fit.add_argument("--lam-iterate", choices=ITERATES, default="poly",
@@ -327,7 +328,9 @@ def run_score(args) -> tuple[dict, int]:
     gate = loaded.gate
     nll = evaluate_nll(gate, domains)
     own = np.array([float((d.probabilities() * -d.logp[:, k].double()).sum()) for k, d in enumerate(domains)])
-    estimator = "expert-samples" if experts is not None else "data-shortcut"
+    # The fit's own unbiased estimator (so that score reproduces the fit's Z), else the fit's default.
+    saved = loaded.meta.get("z_estimator")
+    estimator = saved if experts is not None and saved in UNBIASED else check_fit_inputs(domains, experts, None)[1]
     z = evaluate_z(gate, experts if experts is not None else domains, estimator)
     lam = loaded.meta.get("lam")
     fingerprint = data_fingerprint(domains, experts)

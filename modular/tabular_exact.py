@@ -13,6 +13,15 @@ one extra cell (the gate on unseen ids is the cell's gate; ``Dhat`` gives it no 
 the problem stays exactly the finite one when every outcome with expert mass is seen and a
 restriction of it (pooled unseen outcomes share one gate) otherwise.
 
+With given entropies ``H_k`` the game the stochastic fit plays is
+``a_k(q) = CE(Dhat_k, q) - H_k = KL(Dhat_k || q) + c_k`` with the offsets
+``c_k = H(Dhat_k) - H_k`` (the entropies' sampling error): another saddle point than
+the histograms' own KL game. It is still one of theory's finite problems
+(:func:`offset_instance`): every domain puts half its mass on a private outcome on which
+all experts agree, with values that add ``c_k`` (plus a constant common to all domains)
+to domain k's KL and halve the whole objective; the saddle point (``lam*`` and the gate
+on the real outcomes) is that of the offset game.
+
 The solve is certified (``theory``'s dual gap); it is the reference for the stochastic
 fit on tabular data and replaces it when the outcome space fits in memory.
 """
@@ -98,23 +107,43 @@ def empirical_instance(domains: list[SampleSet], expert_samples: list[SampleSet]
     return Dhat, P / P.sum(axis=1, keepdims=True) if not rest else P, rest, seen
 
 
+def offset_instance(D, P, offsets):
+    """A finite instance whose linearised robust game is ``sum_k lam_k (KL(D_k || q) + c_k)``.
+
+    ``D' = [D / 2, I / 2]`` (domain k's private outcome ``n + k``) and
+    ``P' = [P / 2, r]`` with ``r_k = softmax(-c)_k / 2`` on every expert row; then for
+    ``q' = [q / 2, r]``, ``KL(D'_k || q') = (KL(D_k || q) + c_k + C) / 2`` with
+    ``C = log sum_j exp(-c_j)``. The private outcomes' gate is irrelevant (the experts
+    agree there), so ``lam*`` and the gate on the first n outcomes are the offset game's,
+    and its value is ``2 V' - C``.
+
+    Returns ``(D', P', C)``.
+    """
+    D, P = np.asarray(D, dtype=np.float64), np.asarray(P, dtype=np.float64)
+    c = np.asarray(offsets, dtype=np.float64)
+    p = D.shape[0]
+    C = float(np.log(np.exp(-(c - c.min())).sum()) - c.min())
+    r = 0.5 * np.exp(-c - C)
+    return np.hstack([0.5 * D, 0.5 * np.eye(p)]), np.hstack([0.5 * P, np.tile(r, (P.shape[0], 1))]), C
+
+
 def solve_tabular_exact(domains: list[SampleSet], expert_samples: list[SampleSet] | None = None, *,
                         n_outcomes: int | None = None, entropies=None, adversary: str = "kl",
                         z_estimator: str | None = None, prior=None, tol: float = 1e-9,
                         tol_gap: float = TOL_GAP, tol_z: float = TOL_Z, seed: int = 0) -> RobustGateResult:
     """Solve the robust tabular gate on the samples exactly (module docstring).
 
-    Only the KL game is a finite problem of ``theory``; the excess and NLL adversaries
-    shift each domain's loss by a constant and are refused. ``status`` is the certificate
-    of the dual solver (``"converged"`` iff its certified gap is within ``tol``); the
-    residuals ``gap`` and ``z`` are then measured on the sample sets exactly as for the
-    stochastic fit (with the given entropies, if any, the KL there is ``nll - H``, which
-    differs from the histograms' KL by the entropy's sampling error).
+    The game solved is the KL game with the given entropies (``a_k = nll_k - H_k``, the
+    stochastic fit's; :func:`offset_instance`) or, without them, the histograms' own KL.
+    The excess and NLL adversaries are refused (only the KL game is offered here).
+    ``status`` is the certificate of the dual solver (``"converged"`` iff its certified
+    gap is within ``tol``); the residuals ``gap`` and ``z`` are then measured on the sample
+    sets exactly as for the stochastic fit.
 
     Returns
     -------
     RobustGateResult with ``info["certified_gap"]``, ``info["empirical_value"]`` (the robust
-    KL on the histograms) and ``info["unseen_cell"]``.
+    value of the game solved, on the histograms) and ``info["unseen_cell"]``.
     """
     if adversary != "kl":
         raise InvalidOptionError(f"the exact tabular solver solves the KL game; adversary {adversary!r} is not "
@@ -123,10 +152,18 @@ def solve_tabular_exact(domains: list[SampleSet], expert_samples: list[SampleSet
     prior = as_prior(prior, p)
     t0 = time.perf_counter()
     Dhat, P, rest, seen = empirical_instance(domains, expert_samples, n_outcomes)
-    sol = solve_robust(Dhat, P, prior=prior, tol=tol)
+    ent = None if entropies is None else np.asarray(entropies, dtype=np.float64)
+    offsets = np.zeros(p) if ent is None else np.asarray(entropy(Dhat), dtype=np.float64) - ent
+    if np.abs(offsets).max() > 0:
+        D_s, P_s, C = offset_instance(Dhat, P, offsets)
+        sol = solve_robust(D_s, P_s, prior=prior, tol=0.5 * tol)
+        empirical_value, certified_gap = 2.0 * float(sol.value) - C, 2.0 * float(sol.gap)
+    else:
+        sol = solve_robust(Dhat, P, prior=prior, tol=tol)
+        empirical_value, certified_gap = float(sol.value), float(sol.gap)
     n = seen.size
     logits = np.full((n, p), 0.0)
-    g = np.asarray(sol.gate, dtype=np.float64)
+    g = np.asarray(sol.gate, dtype=np.float64)[:Dhat.shape[1]]
     with np.errstate(divide="ignore"):
         lg = np.where(g > 0, np.log(np.where(g > 0, g, 1.0)), ZERO_LOGIT)
     logits[seen] = lg[:int(seen.sum())]
@@ -137,7 +174,6 @@ def solve_tabular_exact(domains: list[SampleSet], expert_samples: list[SampleSet
         gate.logits.copy_(torch.as_tensor(logits))
     gate.eval()
     seconds = time.perf_counter() - t0
-    ent = None if entropies is None else np.asarray(entropies, dtype=np.float64)
     if ent is None:
         # The histograms' own entropies: the KL the exact solve minimised.
         ent = np.asarray(entropy(Dhat), dtype=np.float64)
@@ -152,7 +188,7 @@ def solve_tabular_exact(domains: list[SampleSet], expert_samples: list[SampleSet
         z_ema=float("nan"), z_estimator=z_estimator, z_unbiased=z_estimator in UNBIASED,
         z_check=None, mu=float("nan"), adversary="kl", steps=int(sol.iterations), seconds=seconds, device="cpu",
         seed=seed, history={},
-        info=dict(solver="exact", certified_gap=float(sol.gap), certified_tol=tol, empirical_value=float(sol.value),
+        info=dict(solver="exact", certified_gap=certified_gap, certified_tol=tol, empirical_value=empirical_value,
                   theory_status=sol.status, unseen_cell=rest, lam_bounds=None if prior is None else
                   [a.tolist() for a in prior.bounds()], data_fingerprint=data_fingerprint(domains, expert_samples)),
     )

@@ -52,7 +52,7 @@ def test_subprocess_json_output(tmp_path, instance):
     assert (proc.returncode == 0) == (res["status"] == "converged")
     for key in ("lam", "nll", "kl", "z", "z_estimator", "steps", "seconds", "device", "seed", "adversary", "gate"):
         assert key in res
-    assert res["z_estimator"] == "expert-samples" and res["adversary"] == "kl" and res["device"] == "cpu"
+    assert res["z_estimator"] == "importance" and res["adversary"] == "kl" and res["device"] == "cpu"
     assert res["steps"] == 300 and len(res["lam"]) == 2 and abs(sum(res["lam"]) - 1) < 1e-9
     np.testing.assert_allclose(np.array(res["nll"]) - entropies(D), res["kl"], atol=1e-12)
     assert len(json.loads(out.read_text())["history"]["lam"]) == 30
