@@ -1,7 +1,6 @@
 """The whole chain on tiny Hugging Face experts: cache -> fit -> evaluate -> distill -> generate, offline."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -31,7 +30,6 @@ def test_chain_from_text_and_models_to_generation(hf_models, tmp_path, capsys):
     experts = [a for n, d in zip(NAMES, hf_models) for a in ("--expert", f"{n}=hf:{d}")]
     domains = [a for n in NAMES for a in ("--domain", f"{n}={paths[n]}")]
     out = tmp_path / "cache"
-    t0 = time.perf_counter()
 
     assert main(["cache", *experts, *domains, "--window", "12", "--expert-samples", "48", "--split", "6:2:2",
                  "--out", str(out), "--quiet", "--json"]) == 0
@@ -81,8 +79,6 @@ def test_chain_from_text_and_models_to_generation(hf_models, tmp_path, capsys):
     assert main(["generate", str(out / "router.pt"), *experts, "--n", "2", "--exact", "--json"]) == 0
     exact = _json(capsys)
     assert exact["mode"] == "exact" and len(exact["samples"][0]["tokens"]) == 12 and 0 < exact["acceptance"] <= 1
-    seconds = time.perf_counter() - t0
-    assert seconds < 60, f"the chain took {seconds:.1f} s"
 
     # bad input: one line, status 2
     swapped = experts[2:4] + experts[0:2] + experts[4:]
