@@ -5,45 +5,58 @@ domain (and of each expert), and get a robust gate ``g_theta`` and the least-fav
 mixture ``lam`` by a stochastic primal-dual fit (:func:`fit_robust_gate`); they can
 then sample from the gated model (:mod:`modular.sampling`) and distil the gate into a
 causal router (:mod:`modular.distill`).
+
+Names are imported on first use (PEP 562), so that ``python -m modular fit --help``
+and the torch-free modules (:mod:`modular.vocabulary`) do not pay for importing torch.
 """
 
-from modular.data import SampleSet, load_npz, sample_set
-from modular.device import resolve_device
-from modular.gate_io import LoadedGate, gate_config, load_gate, save_gate
-from modular.gates import (
-    GATE_KINDS,
-    CausalSequenceGate,
-    LinearGate,
-    MLPGate,
-    TabularGate,
-    TransformerSequenceGate,
-    gated_log_prob,
-    make_gate,
-)
-from modular.primal_dual import (
-    ADVERSARIES,
-    FitInterrupted,
-    Residuals,
-    RobustGateResult,
-    data_fingerprint,
-    evaluate_nll,
-    evaluate_z,
-    fit_robust_gate,
-    kl_project_capped_simplex,
-    residuals,
-    split_holdout,
-    status_of,
-)
-from modular.tabular_exact import empirical_instance, solve_tabular_exact
-from modular.distill import (
-    RouterFit,
-    bayes_router,
-    kl_to_routed,
-    optimal_router,
-    routed_log_prob,
-    router_divergence,
-    router_probs,
-    train_router,
-)
-from modular.sampling import pooled_sampler, rejection_sample, sir_sample
-from modular.z_estimators import Z_ESTIMATORS, BiasedEstimatorWarning
+import importlib
+
+_EXPORTS = {
+    "modular.data": (
+        "SampleSet", "load_npz", "sample_set",
+    ),
+    "modular.device": (
+        "resolve_device",
+    ),
+    "modular.gate_io": (
+        "LoadedGate", "gate_config", "load_gate", "save_gate",
+    ),
+    "modular.gates": (
+        "GATE_KINDS", "CausalSequenceGate", "LinearGate", "MLPGate", "TabularGate", "TransformerSequenceGate",
+        "gated_log_prob", "make_gate",
+    ),
+    "modular.primal_dual": (
+        "ADVERSARIES", "FitInterrupted", "Residuals", "RobustGateResult", "data_fingerprint", "evaluate_nll",
+        "evaluate_z", "fit_robust_gate", "kl_project_capped_simplex", "residuals", "split_holdout",
+        "status_of",
+    ),
+    "modular.tabular_exact": (
+        "empirical_instance", "solve_tabular_exact",
+    ),
+    "modular.distill": (
+        "RouterFit", "bayes_router", "kl_to_routed", "optimal_router", "routed_log_prob", "router_divergence",
+        "router_probs", "train_router",
+    ),
+    "modular.sampling": (
+        "pooled_sampler", "rejection_sample", "sir_sample",
+    ),
+    "modular.z_estimators": (
+        "Z_ESTIMATORS", "BiasedEstimatorWarning",
+    ),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modular' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

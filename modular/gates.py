@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from modular.vocabulary import GATE_KINDS
 from theory.errors import InvalidOptionError, ShapeMismatchError
 
-GATE_KINDS = ("tabular", "linear", "mlp", "sequence", "transformer")
 
 
 def mixture_log_prob(log_gate: torch.Tensor, expert_logp: torch.Tensor) -> torch.Tensor:

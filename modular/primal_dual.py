@@ -67,17 +67,13 @@ from tqdm.auto import tqdm
 from modular.data import SampleSet, check_sets
 from modular.device import resolve_device
 from modular.gates import mixture_log_prob
-from modular.z_estimators import UNBIASED, check_estimator, combine, z_terms
+from modular.vocabulary import (ADVERSARIES, CONVERGED, ITERATES, LR_SCHEDULES, NOT_CONVERGED, TOL_GAP,  # noqa: F401
+                                TOL_Z, UNBIASED)
+from modular.z_estimators import check_estimator, combine, z_terms
 from theory.errors import InputError, InvalidOptionError, ShapeMismatchError
 from theory.prior import PriorSet
 
-ADVERSARIES = ("nll", "excess", "kl")
-ITERATES = ("last", "average", "poly")
 LAM_ITERATES = ITERATES
-LR_SCHEDULES = ("inv-sqrt", "constant", "cosine")
-CONVERGED, NOT_CONVERGED = "converged", "not_converged"
-#: Default tolerances of the certificate: the adversary's gap (nats) and |Z - 1|.
-TOL_GAP, TOL_Z = 0.01, 0.01
 CHECKPOINT_FORMAT = "robust-modular-fit-checkpoint"
 
 

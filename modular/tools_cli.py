@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 
-import torch
-
 from theory.commandline import add_out_argument, as_input_error, positive, print_json
 from theory.errors import InputError
 
@@ -204,6 +202,8 @@ def run_generate(args) -> tuple[int, dict]:
     length = args.length or router.meta.get("window")
     if not length or length < 1:
         raise InputError("--length must be a positive number of tokens")
+    import torch
+
     generator = torch.Generator().manual_seed(args.seed)
     out = {"mode": "exact" if args.exact else "routed", "length": length}
     if args.exact:

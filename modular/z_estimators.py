@@ -24,11 +24,9 @@ import warnings
 import torch
 
 from modular.gates import mixture_log_prob
+from modular.vocabulary import UNBIASED, Z_ESTIMATORS  # noqa: F401 (re-exported)
 from theory.errors import InvalidOptionError
 
-Z_ESTIMATORS = ("expert-samples", "importance", "data-shortcut")
-#: Estimators whose expectation is the true Z whatever the experts and domains.
-UNBIASED = frozenset({"expert-samples", "importance"})
 
 
 class BiasedEstimatorWarning(UserWarning):
