@@ -64,7 +64,7 @@ fuzz: $(STAMP)
 	$(BIN)/python -m tests.test_contract_fuzz $(FUZZ_LOG)
 
 reproduce: $(STAMP)
-	$(BIN)/python -m figures --profile $(PROFILE) --jobs $(JOBS)
+	$(BIN)/python -m figures --profile $(PROFILE) --jobs $(JOBS) --readme README.md
 
 # Full-size runs; `make reproduce` runs the quick versions as part of the figures.
 benchmark: $(STAMP)
@@ -73,7 +73,7 @@ benchmark: $(STAMP)
 	$(BIN)/python -m benchmarks.synthetic_throughput --threads 1 --out results/benchmarks/full/synthetic_throughput.csv
 
 claims: $(STAMP)
-	$(BIN)/python -m theory claims --out results/claims_full.md
+	$(BIN)/python -m theory claims --out results/claims_full.md --readme README.md
 
 clean:
 	rm -rf $(VENV) results/cache

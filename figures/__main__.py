@@ -42,6 +42,8 @@ def build_parser() -> ArgumentParser:
     ap.add_argument("--results", type=Path, default=Path("results"),
                     help="output folder: figures/, tables/ (each file with its .provenance.json), summary.md, cache/")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ap.add_argument("--readme", type=Path, metavar="README",
+                    help="afterwards, rewrite the generated figure list of this README from captions.json")
     return ap
 
 
@@ -66,6 +68,10 @@ def _main(argv) -> int:
     failed = [name for name, o in outcome.items() if not o["ok"]]
     print(f"{len(outcome) - len(failed)}/{len(outcome)} figures in {time.perf_counter() - start:.0f} s "
           f"(profile {args.profile}); summary in {args.results / 'summary.md'}")
+    if args.readme is not None:
+        from figures.readme import update_readme
+
+        update_readme(args.readme, args.results / "figures" / "captions.json", registry.NAMES)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILED

@@ -446,3 +446,26 @@ __all__: Sequence[str] = (
     "add_out_argument", "as_input_error",
     "json_ready", "dumps", "print_json", "check_output_path", "write_output", "save_array", "save_text",
 )
+
+
+def _block_span(text: str, begin: str, end: str, what: str) -> tuple[int, int]:
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise InputError(f"the README has no generated {what} block (markers {begin!r} ... {end!r})")
+    return start + len(begin), stop
+
+
+def replace_block(text: str, block: str, begin: str, end: str, *, what: str) -> str:
+    """``text`` with the part between the marker lines ``begin`` and ``end`` replaced by ``block``.
+
+    The one way a command rewrites a generated part of a hand-written file (the README's
+    claims audit and figure list): everything outside the markers is kept byte for byte.
+    """
+    start, stop = _block_span(text, begin, end, what)
+    return text[:start] + "\n" + block + text[stop:]
+
+
+def current_block(text: str, begin: str, end: str, *, what: str) -> str:
+    """The generated part of ``text`` between the marker lines ``begin`` and ``end``."""
+    start, stop = _block_span(text, begin, end, what)
+    return text[start + 1: stop]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from theory.errors import InputError
+from theory import commandline
 
 BEGIN = "<!-- claims audit: generated from results/claims_full.json by theory.claims.readme; do not edit -->"
 END = "<!-- end of the generated claims audit -->"
@@ -244,18 +244,12 @@ def render(claims: list[dict[str, Any]]) -> str:
 
 def replace_block(text: str, block: str) -> str:
     """``text`` with the part between :data:`BEGIN` and :data:`END` replaced by ``block``."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise InputError(f"the README has no generated claims block (markers {BEGIN!r} ... {END!r})")
-    return text[: start + len(BEGIN)] + "\n" + block + text[end:]
+    return commandline.replace_block(text, block, BEGIN, END, what="claims")
 
 
 def current_block(text: str) -> str:
     """The generated block currently between the markers."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise InputError(f"the README has no generated claims block (markers {BEGIN!r} ... {END!r})")
-    return text[start + len(BEGIN) + 1: end]
+    return commandline.current_block(text, BEGIN, END, what="claims")
 
 
 def update_readme(path: Path, claims: list[dict[str, Any]]) -> None:
