@@ -212,7 +212,7 @@ def run(ctx: Context, settings: str | None = None) -> Caption:
     p_of = params.set_index("model")
     names = mixture_names(rw.test_mixtures(len(genres)), genres)
     even, held = claim_text(t2, rw.GATE, rw.MONO_EVEN, names)
-    others = "; ".join(claim_text(t2, rw.GATE, m)[0].replace("the gate beats ", "vs ")
+    others = "; ".join(claim_text(t2, rw.GATE, m, names)[0].replace("the gate beats ", "vs ")
                        for m in (rw.MONO_DOREMI, rw.MONO_LAMSTAR))
     z = [r["z_test"] for r in results]
     gain_T = (per_T.loc[rw.UNIFORM] - per_T.loc[rw.GATE])
