@@ -10,7 +10,7 @@ Names are imported on first use (PEP 562), so that ``python -m modular fit --hel
 and the torch-free modules (:mod:`modular.vocabulary`) do not pay for importing torch.
 """
 
-import importlib
+from theory.lazy import lazy_exports
 
 _EXPORTS = {
     "modular.data": (
@@ -45,18 +45,4 @@ _EXPORTS = {
         "Z_ESTIMATORS", "BiasedEstimatorWarning",
     ),
 }
-_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str):
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modular' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports("modular", _EXPORTS, globals())

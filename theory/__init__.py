@@ -10,7 +10,7 @@ imported when the cvxpy solver or the polytope projection is used.
 
 from __future__ import annotations
 
-import importlib
+from theory.lazy import lazy_exports
 
 # Eager: the submodule theory.best_response would otherwise shadow the function of that
 # name once imported (the import system binds submodules on their package).
@@ -55,18 +55,4 @@ _EXPORTS = {
     "theory.solve": ("solve_fixed_mixture", "solve_robust"),
     "theory.validation": ("as_distributions", "as_instance", "as_weights"),
 }
-_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted({*_HOME, "best_response"})
-
-
-def __getattr__(name: str):
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'theory' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports("theory", _EXPORTS, globals(), extra=("best_response",))

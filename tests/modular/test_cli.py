@@ -142,3 +142,19 @@ def test_sequence_gate_reads_token_features(tmp_path, capsys):
                  "--device", "cpu", "--adversary", "nll"]) in (0, 3)
     res = json.loads(capsys.readouterr().out)
     assert res["gate"] == "sequence" and res["adversary"] == "nll" and len(res["nll"]) == 2
+
+
+def test_the_parser_and_help_need_no_torch():
+    """``python -m modular fit --help`` builds the whole parser without importing torch (start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from modular.cli import build_parser; p = build_parser(); "
+            "p.parse_args(['fit', 'x.npz', '--steps', '5']); import modular; modular.__all__; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    # ... while a name of the package still imports its module on first use
+    out = subprocess.run([sys.executable, "-c", "import sys, modular; modular.fit_robust_gate; "
+                          "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
