@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from figures.pipeline import Caption, Context, rows_frame
+from figures.pipeline import Caption, Context
 from figures.plotting import LAMBDA_A, MODEL_STYLES, STEP, legend, model_styles, panel_grid
 from synthetic.experiments.labels import ORACLE, ROBUST, STATIC, expert_alone, monolithic, sized
 from synthetic.experiments.paper_scale import GATE, assemble, paper_scale_item, work_items

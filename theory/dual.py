@@ -29,7 +29,6 @@ from threadpoolctl import threadpool_limits
 
 from theory.best_response import family_cells, fit_gate_weights
 from theory.blocks import BLOCK, block, buffer, columns, gather, release, spans
-from theory.errors import InvalidOptionError
 from theory.gates import MEMBERSHIP_TOL, constant_gate, gate_from_q, partition_gate, require_nonempty_G1
 from theory.newton import ARMIJO, ROUNDING, PolytopeQP, backtrack, bfgs_update, damping, face_step
 from theory.options import as_prior, check_family, check_offsets, check_tol

@@ -80,7 +80,6 @@ def test_run_module_collects_outputs_and_reports_failure():
 
 # --------------------------------------------------------------------------- interruption and concurrency
 
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
