@@ -58,6 +58,27 @@ class CausalTransformer(nn.Module):
         h = h + self.mlp(self.ln2(h))
         return self.head(self.ln_out(h)).log_softmax(dim=-1)
 
+    def start_state(self, m: int, dtype: torch.dtype) -> dict:
+        """Empty key-value cache of ``m`` sequences for :meth:`step`."""
+        T, d = self.pos.weight.shape[0], self.pos.weight.shape[1] // self.heads
+        device = self.pos.weight.device
+        return {"k": torch.zeros((m, self.heads, T, d), dtype=dtype, device=device),
+                "v": torch.zeros((m, self.heads, T, d), dtype=dtype, device=device)}
+
+    def step(self, token: torch.Tensor, t: int, state: dict) -> torch.Tensor:
+        """``log pi(. | prefix)`` after reading ``token`` (m,) at input position ``t``; the same as
+        :meth:`forward`'s row ``t`` on the whole input, with the prefix's keys and values kept in ``state``."""
+        m = token.shape[0]
+        h = self.tok(token) + self.pos.weight[t]
+        q, k, v = self.qkv(self.ln1(h)).view(m, 3, self.heads, -1).unbind(1)
+        state["k"][:, :, t], state["v"][:, :, t] = k, v
+        keys, values = state["k"][:, :, : t + 1], state["v"][:, :, : t + 1]
+        scores = (keys @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(q.shape[-1])
+        att = (scores.softmax(dim=-1).unsqueeze(-2) @ values).squeeze(-2).reshape(m, -1)
+        h = h + self.proj(att)
+        h = h + self.mlp(self.ln2(h))
+        return self.head(self.ln_out(h)).log_softmax(dim=-1)
+
 
 class CausalGRU(nn.Module):
     """A one-layer GRU over token embeddings with a softmax read-out."""
@@ -70,6 +91,15 @@ class CausalGRU(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.head(self.gru(self.tok(inputs))[0]).log_softmax(dim=-1)
+
+    def start_state(self, m: int, dtype: torch.dtype) -> dict:
+        """Zero hidden state of ``m`` sequences for :meth:`step`."""
+        return {"h": None}
+
+    def step(self, token: torch.Tensor, t: int, state: dict) -> torch.Tensor:
+        """``log pi(. | prefix)`` after reading ``token`` (m,), carrying the GRU's hidden state."""
+        out, state["h"] = self.gru(self.tok(token).unsqueeze(1), state["h"])
+        return self.head(out[:, 0]).log_softmax(dim=-1)
 
 
 @dataclass
@@ -174,6 +204,33 @@ class TorchSequenceModel(SequenceModel):
         with torch.no_grad():
             logp = net(self._inputs(torch.as_tensor(x, device=self.device)))[:, t]
         return logp.exp().cpu().numpy()
+
+    def sample_tokens(self, n: int, T: int | None = None, generator: torch.Generator | None = None,
+                      batch_size: int = 1024) -> torch.Tensor:
+        """n sequences of length T (default: the model's) drawn token by token, (n x T) long on the CPU.
+
+        Each step reads one new token through the network's incremental :meth:`step`
+        (attention keys and values of the prefix kept), so a sequence costs T single-position
+        passes instead of T passes over its whole prefix; the next-token law is the float64
+        evaluation network's, the same as :meth:`token_log_probs` and :meth:`next_token_probs`,
+        and each draw is ``torch.multinomial`` of the float64 CPU probabilities under ``generator``.
+        """
+        T = self.T if T is None else int(T)
+        if not 0 < T <= self.T:
+            raise ShapeMismatchError(f"cannot sample {T} tokens from a model of length T={self.T}")
+        net = self._eval_net()
+        out = torch.zeros((n, T), dtype=torch.long)
+        with torch.no_grad():
+            for a in range(0, n, batch_size):
+                m = min(batch_size, n - a)
+                state = net.start_state(m, torch.float64)
+                token = torch.full((m,), self.V, dtype=torch.long, device=self.device)
+                for t in range(T):
+                    probs = net.step(token, t, state).exp().cpu()
+                    drawn = torch.multinomial(probs, 1, generator=generator)[:, 0]
+                    out[a : a + m, t] = drawn
+                    token = drawn.to(self.device)
+        return out
 
     def fit(self, data, *, weights=None, rule=None, steps: int = 500, batch_size: int = 64, lr: float = 1e-2,
             seed: int | None = None, conflict_every: int = 0, weight_decay: float = 0.0) -> "TorchSequenceModel":

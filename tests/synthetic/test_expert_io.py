@@ -33,3 +33,15 @@ def test_samples_of_the_adapter_are_reproducible():
     a = e.sample(20, 6, torch.Generator().manual_seed(3))
     assert torch.equal(a, e.sample(20, 6, torch.Generator().manual_seed(3)))
     assert torch.isfinite(sequence_log_probs(e, a)).all()
+
+
+def test_torch_models_sample_incrementally_as_experts():
+    from synthetic.expert_io import IncrementalSampler
+    from synthetic.models import TorchSequenceModel
+
+    model = TorchSequenceModel(5, 6, 8, seed=0, device="cpu")
+    expert = as_expert(model)
+    assert isinstance(expert, IncrementalSampler)
+    drawn = expert.sample(50, 6, torch.Generator().manual_seed(1))
+    assert drawn.shape == (50, 6) and int(drawn.min()) >= 0 and int(drawn.max()) < 5
+    np.testing.assert_array_equal(drawn, model.sample_tokens(50, 6, torch.Generator().manual_seed(1)))
