@@ -30,6 +30,20 @@ from theory.errors import InputError, InvalidOptionError, ShapeMismatchError
 ARCHITECTURES = ("transformer", "gru")
 
 
+#: Training precisions of :meth:`TorchSequenceModel.fit`: plain float32, or bfloat16 autocast
+#: (matrix products in bfloat16, log-softmax and the loss in float32; 3.5x faster per step on
+#: this machine's CPU at width 256-546, T = 256).
+PRECISIONS = ("float32", "bfloat16")
+#: Evaluation precisions: float64 (probabilities over V^T sum to one to ~1e-12) or float32 (5x faster).
+EVAL_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Log-softmax in at least float32, outside any autocast region."""
+    with torch.autocast(logits.device.type, enabled=False):
+        return (logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits).log_softmax(dim=-1)
+
+
 class CausalTransformer(nn.Module):
     """One pre-norm transformer block (causal multi-head attention + MLP) over tokens and positions."""
 
@@ -56,7 +70,7 @@ class CausalTransformer(nn.Module):
         att = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(m, t, -1)
         h = h + self.proj(att)
         h = h + self.mlp(self.ln2(h))
-        return self.head(self.ln_out(h)).log_softmax(dim=-1)
+        return _log_softmax(self.head(self.ln_out(h)))
 
     def start_state(self, m: int, dtype: torch.dtype) -> dict:
         """Empty key-value cache of ``m`` sequences for :meth:`step`."""
@@ -90,7 +104,7 @@ class CausalGRU(nn.Module):
         self.head = nn.Linear(width, V)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.gru(self.tok(inputs))[0]).log_softmax(dim=-1)
+        return _log_softmax(self.head(self.gru(self.tok(inputs))[0]))
 
     def start_state(self, m: int, dtype: torch.dtype) -> dict:
         """Zero hidden state of ``m`` sequences for :meth:`step`."""
@@ -113,6 +127,7 @@ class TrainRecord:
     lr: float
     rule: str
     device: str
+    precision: str = "float32"
     seconds: float = 0.0
     curve: list[float] = field(default_factory=list)
     domain_losses: list[list[float]] = field(default_factory=list)
@@ -152,12 +167,18 @@ class TorchSequenceModel(SequenceModel):
         Attention heads of the transformer.
     seed : int
         Seed of the initialisation (and, by default, of training).
+    eval_dtype : {"float64", "float32"}
+        Precision of evaluation and sampling (results are float64 arrays either way).
     """
 
     def __init__(self, V: int, T: int, width: int = 8, *, arch: str = "transformer", heads: int = 2,
-                 seed: int = 0, name: str | None = None, device=None):
+                 seed: int = 0, name: str | None = None, device=None, eval_dtype: str = "float64"):
         if arch not in ARCHITECTURES:
             raise InvalidOptionError(f"unknown architecture {arch!r}; use one of {ARCHITECTURES}")
+        if eval_dtype not in EVAL_DTYPES:
+            raise InvalidOptionError(f"unknown evaluation dtype {eval_dtype!r}; use one of {tuple(EVAL_DTYPES)}")
+        #: Precision of :meth:`token_log_probs`, :meth:`next_token_probs` and :meth:`sample_tokens`.
+        self.eval_dtype = eval_dtype
         self.V, self.T, self.width, self.arch, self.seed = V, T, width, arch, seed
         self.name = name or f"{arch}-w{width}"
         self.device = torch.device(device) if device is not None else default_device()
@@ -180,8 +201,8 @@ class TorchSequenceModel(SequenceModel):
         return -logp.gather(-1, seqs.unsqueeze(-1)).squeeze(-1)
 
     def _eval_net(self) -> nn.Module:
-        # Exact evaluation in float64 so that probabilities over V^T sum to one to ~1e-12.
-        return copy.deepcopy(self.net).double().eval()
+        # Exact evaluation in float64 (by default) so that probabilities over V^T sum to one to ~1e-12.
+        return copy.deepcopy(self.net).to(EVAL_DTYPES[self.eval_dtype]).eval()
 
     def token_log_probs(self, seqs, batch_size: int = 65_536) -> np.ndarray:
         x = check_sequences(seqs, self.V, self.T)
@@ -191,7 +212,7 @@ class TorchSequenceModel(SequenceModel):
             for start in range(0, x.shape[0], batch_size):
                 chunk = torch.as_tensor(x[start : start + batch_size], device=self.device)
                 logp = net(self._inputs(chunk))
-                out[start : start + batch_size] = logp.gather(-1, chunk.unsqueeze(-1)).squeeze(-1).cpu().numpy()
+                out[start : start + batch_size] = logp.gather(-1, chunk.unsqueeze(-1)).squeeze(-1).double().cpu().numpy()
         return out
 
     def next_token_probs(self, prefixes) -> np.ndarray:
@@ -203,7 +224,7 @@ class TorchSequenceModel(SequenceModel):
         net = self._eval_net()
         with torch.no_grad():
             logp = net(self._inputs(torch.as_tensor(x, device=self.device)))[:, t]
-        return logp.exp().cpu().numpy()
+        return logp.double().exp().cpu().numpy()
 
     def sample_tokens(self, n: int, T: int | None = None, generator: torch.Generator | None = None,
                       batch_size: int = 1024) -> torch.Tensor:
@@ -211,8 +232,8 @@ class TorchSequenceModel(SequenceModel):
 
         Each step reads one new token through the network's incremental :meth:`step`
         (attention keys and values of the prefix kept), so a sequence costs T single-position
-        passes instead of T passes over its whole prefix; the next-token law is the float64
-        evaluation network's, the same as :meth:`token_log_probs` and :meth:`next_token_probs`,
+        passes instead of T passes over its whole prefix; the next-token law is the evaluation
+        network's (``eval_dtype``), the same as :meth:`token_log_probs` and :meth:`next_token_probs`,
         and each draw is ``torch.multinomial`` of the float64 CPU probabilities under ``generator``.
         """
         T = self.T if T is None else int(T)
@@ -223,17 +244,18 @@ class TorchSequenceModel(SequenceModel):
         with torch.no_grad():
             for a in range(0, n, batch_size):
                 m = min(batch_size, n - a)
-                state = net.start_state(m, torch.float64)
+                state = net.start_state(m, EVAL_DTYPES[self.eval_dtype])
                 token = torch.full((m,), self.V, dtype=torch.long, device=self.device)
                 for t in range(T):
-                    probs = net.step(token, t, state).exp().cpu()
+                    probs = net.step(token, t, state).double().exp().cpu()
                     drawn = torch.multinomial(probs, 1, generator=generator)[:, 0]
                     out[a : a + m, t] = drawn
                     token = drawn.to(self.device)
         return out
 
     def fit(self, data, *, weights=None, rule=None, steps: int = 500, batch_size: int = 64, lr: float = 1e-2,
-            seed: int | None = None, conflict_every: int = 0, weight_decay: float = 0.0) -> "TorchSequenceModel":
+            seed: int | None = None, conflict_every: int = 0, weight_decay: float = 0.0,
+            precision: str = "float32") -> "TorchSequenceModel":
         """Minimise ``sum_k w_k L_k`` over minibatches of the per-domain data with AdamW.
 
         Parameters
@@ -249,7 +271,12 @@ class TorchSequenceModel(SequenceModel):
         conflict_every : int
             Every this many steps (0: never) record the cosine between the
             per-domain gradients ``grad L_k`` (p x p matrix).
+        precision : {"float32", "bfloat16"}
+            ``"bfloat16"``: the forward pass under bfloat16 autocast (the loss in float32),
+            the parameters and the optimiser in float32.
         """
+        if precision not in PRECISIONS:
+            raise InvalidOptionError(f"unknown training precision {precision!r}; use one of {PRECISIONS}")
         domains = [data] if not isinstance(data, (list, tuple)) else list(data)
         arrays = [check_sequences(d, self.V, self.T, f"domain {k} data") for k, d in enumerate(domains)]
         for k, a in enumerate(arrays):
@@ -263,15 +290,16 @@ class TorchSequenceModel(SequenceModel):
         params = list(self.net.parameters())
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         rec = TrainRecord(seed=seed, data_checksum=data_checksum(*arrays), steps=steps, batch_size=batch_size,
-                          lr=lr, rule=rule.describe(), device=str(self.device))
+                          lr=lr, rule=rule.describe(), device=str(self.device), precision=precision)
         self.net.train()
         start = time.perf_counter()
         torch.manual_seed(seed)
         with deterministic_torch():
             for step in range(steps):
                 idx = [rng.integers(0, a.shape[0], size=batch_size) for a in arrays]
-                losses = torch.stack([self.token_nll(x[torch.as_tensor(i, device=self.device)]).mean()
-                                      for x, i in zip(tensors, idx)])
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                    losses = torch.stack([self.token_nll(x[torch.as_tensor(i, device=self.device)]).mean()
+                                          for x, i in zip(tensors, idx)])
                 w = rule.weights()
                 opt.zero_grad(set_to_none=True)
                 if conflict_every and step % conflict_every == 0:

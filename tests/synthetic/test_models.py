@@ -120,3 +120,25 @@ def test_incremental_samples_follow_the_model(arch):
     assert tv(np.exp(other.log_prob(outcomes))) > 0.06
     again = model.sample_tokens(m, generator=torch.Generator().manual_seed(3)).numpy()
     np.testing.assert_array_equal(draws, again)
+
+
+def test_bfloat16_training_and_float32_evaluation():
+    data = np.random.default_rng(0).integers(0, 3, size=(200, 6)) % 2  # tokens 0/1 only: learnable
+    a = TorchSequenceModel(3, 6, 8, seed=0, device="cpu").fit(data, steps=60, batch_size=16, lr=3e-2)
+    b = TorchSequenceModel(3, 6, 8, seed=0, device="cpu").fit(data, steps=60, batch_size=16, lr=3e-2,
+                                                               precision="bfloat16")
+    assert b.record.precision == "bfloat16" and a.record.precision == "float32"
+    assert b.record.curve[-1] < b.record.curve[0] - 0.2  # it learns
+    assert abs(a.record.curve[-1] - b.record.curve[-1]) < 0.05  # and to about the same loss
+    assert not np.array_equal(a.record.curve, b.record.curve)  # but it is not the float32 run
+    outcomes = all_sequences(3, 6)
+    exact = b.token_log_probs(outcomes)
+    b.eval_dtype = "float32"
+    fast = b.token_log_probs(outcomes)
+    assert fast.dtype == np.float64
+    np.testing.assert_allclose(fast, exact, atol=1e-5)
+    assert np.abs(fast - exact).max() > 0  # it is a different precision
+    with pytest.raises(InvalidOptionError, match="precision"):
+        a.fit(data, steps=1, precision="float16")
+    with pytest.raises(InvalidOptionError, match="evaluation dtype"):
+        TorchSequenceModel(3, 6, 8, eval_dtype="half")
