@@ -782,8 +782,10 @@ def fit_robust_gate(
 
     out_gate = returned_gate()
     out_gate.eval()
-    lam_last = lam.detach().cpu().numpy().astype(np.float64)
-    lam_out = returned_lam().detach().cpu().numpy().astype(np.float64) if n_avg else lam_last
+    # In float64 and summing to one to float64 precision whatever the fit's dtype (a float32 fit's
+    # lam sums to 1 - 2e-7, which the float64 tools downstream refuse as weights).
+    lam_last = _float64_weights(lam)
+    lam_out = _float64_weights(returned_lam()) if n_avg else lam_last
     res = residuals(out_gate, lam_out, domains, expert_samples if use_experts else domains, adversary=adversary,
                     entropies=ent, z_estimator=z_estimator, prior=prior, own_nll=own_nll, chunk=eval_chunk)
     z_check = None if expert_samples is None else evaluate_z(out_gate, expert_samples, "expert-samples",
@@ -801,6 +803,11 @@ def fit_robust_gate(
                   batch_size=batch_size, lam_bounds=config["lam_bounds"], max_steps=steps,
                   until_converged=bool(until_converged), data_fingerprint=config["data"]),
     )
+
+
+def _float64_weights(lam: torch.Tensor) -> np.ndarray:
+    w = lam.detach().cpu().numpy().astype(np.float64)
+    return w / w.sum()
 
 
 def _own_nll(domains: list[SampleSet], dev, dtype) -> np.ndarray:

@@ -228,7 +228,8 @@ def fit_gate(data_path, config: dict, T: int, seed: int, device=None):
                           lr_schedule=config["lr_schedule"], lam_lr=config["lam_lr"], mu_lr=config["mu_lr"],
                           mu0=config["mu0"], gate_iterate=config["gate_iterate"],
                           tol_gap=config["tol_gap_per_byte"] * T, tol_z=config["tol_z"],
-                          until_converged=True, check_every=config["check_every"], seed=seed, device=device)
+                          until_converged=True, check_every=config["check_every"], seed=seed, device=device,
+                          dtype=getattr(torch, config.get("fit_dtype", "float64")))
     summary = res.summary()
     path = Path(data_path).with_name(f"gate_T{T}.pt")
     save_gate(path, res.gate.cpu(), meta=_finite_or_none(gate_meta(data_path, summary, kind="transformer")))
@@ -261,7 +262,10 @@ def real_world(config: dict) -> dict:
     ``tol_gap_per_byte`` (the adversary's gap tolerance is this times T nats per window),
     ``tol_z``, ``check_every``,
     ``router_steps``, ``seed`` (models), ``subsample`` (data), ``device`` (None: CUDA
-    when available).
+    when available); optional ``precision`` (training of experts and monolithic models,
+    ``"float32"`` or ``"bfloat16"`` autocast), ``eval_dtype`` (their evaluation and sampling,
+    ``"float64"`` or ``"float32"``) and ``fit_dtype`` (the gate fit's, ``"float64"`` or
+    ``"float32"``).
     """
     t_start = time.perf_counter()
     genres = list(config["genres"])
@@ -274,14 +278,17 @@ def real_world(config: dict) -> dict:
     held_out = {g: held_out_excerpts([corpus[g]["val"], corpus[g]["test"]], T, config["cache_windows"],
                                      config["excerpt_windows"], data_rng) for g in genres}
     seeds = np.random.SeedSequence([seed, 2]).generate_state(8)
-    fit_kwargs = dict(steps=config["steps"], batch_size=config["batch_size"], lr=config["lr"])
+    fit_kwargs = dict(steps=config["steps"], batch_size=config["batch_size"], lr=config["lr"],
+                      precision=config.get("precision", "float32"))
+    eval_dtype = config.get("eval_dtype", "float64")
     timings = {}
     with single_thread_torch(), tempfile.TemporaryDirectory(prefix="real_world_") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
         (expert_seeds,) = seed_streams(seed, len(genres), key=3)
         experts = [TorchSequenceModel(V, T, config["expert_width"], seed=expert_seeds[k], name=f"expert {g}",
-                                      device=device).fit(train[k], **fit_kwargs) for k, g in enumerate(genres)]
+                                      device=device, eval_dtype=eval_dtype).fit(train[k], **fit_kwargs)
+                   for k, g in enumerate(genres)]
         timings["experts"] = time.perf_counter() - t0
         n_expert = experts[0].n_parameters
         gate_size = gate_parameters(make_gate(p, T, config["gate_width"], 0))
@@ -328,6 +335,8 @@ def real_world(config: dict) -> dict:
         distill = json.loads(out)
         router = load_gate(router_path).gate.double()
         timings["router"] = time.perf_counter() - t0
+        for model in mono.values():
+            model.eval_dtype = eval_dtype
 
         # Scoring: `python -m modular evaluate` (gate, experts alone, uniform, best static, posterior gate)
         # at every window length; the monolithic and routed models through the same modular.evaluate.score.
