@@ -124,11 +124,18 @@ def excess_instance(domain_logp: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
 
     Outcomes: every cached window (windows of different domains kept distinct) and one
     outcome ``r`` for the rest of the mass. ``D_k`` is uniform on the ``m_k`` windows of
-    domain k; for a window x of domain k, ``P_j(x) = pi_j(x) / (m_k pi_k(x) C)``, with
-    ``C`` twice the largest row mass so that ``P_j(r) >= 1/2``. Then for constant
-    weights w, ``KL(D_k || w P) = E_{D_k}[log pi_k(x) - log sum_j w_j pi_j(x)] + log C``:
-    the excess plus a constant common to all domains, so both games have the same
-    minimiser w and values differing by ``log C``.
+    domain k. For a window x of domain k, with ``M(x) = max_j log pi_j(x)`` and
+    ``c_k = E_{D_k}[M(x) - log pi_k(x)] >= 0``,
+    ``P_j(x) = exp(log pi_j(x) - M(x) + c_k) / (m_k C)``, with ``C`` twice the largest row
+    mass so that ``P_j(r) >= 1/2``. Then for constant weights w,
+    ``KL(D_k || w P) = E_{D_k}[log pi_k(x) - log sum_j w_j pi_j(x)] + log C``: the excess
+    plus a constant common to all domains, so both games have the same minimiser w and
+    values differing by ``log C``.
+
+    Shifting each window by its best expert (rather than by its own) keeps every entry
+    representable however far apart the experts are on single windows: only the domains'
+    average gaps ``c_k`` enter the scale (a window whose best expert beats its own by
+    more than ~700 nats made the own-expert entries underflow to zero).
 
     Returns ``D``, ``P`` (p x (n+1)) and ``log C``.
     """
@@ -138,7 +145,9 @@ def excess_instance(domain_logp: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
         own = lp[:, k]
         if not np.isfinite(own).all():
             raise InputError(f"expert {k} gives probability zero to a window of its own domain: the excess is infinite")
-        blocks.append((lp - own[:, None] - math.log(len(lp))).T)  # (p x m_k): log pi_j / (m_k pi_k)
+        best = lp.max(axis=1)
+        gap = float(np.mean(best - own))
+        blocks.append((lp - best[:, None] + gap - math.log(len(lp))).T)  # (p x m_k)
     logP = np.concatenate(blocks, axis=1)
     log_c = float(np.max(logsumexp(logP, axis=1))) + math.log(2.0)
     P = np.exp(logP - log_c)

@@ -130,7 +130,8 @@ def face_step_simplices(G, blocks, W, S, masses, mass_constrained: bool) -> np.n
     eliminated exactly (the last free weight absorbs the others), so the constraints hold
     to the rounding of ``|d|`` rather than of the O(1) multipliers; the mass row is then
     a scalar Schur complement over the per-row reduced systems (a dense solve over all
-    C p weights would cost ``(C p)^3``). None when the step leaves the polytope.
+    C p weights would cost ``(C p)^3``). None when the step leaves the polytope or the
+    curvature is not finite.
     """
     C, p = G.shape
     active = S <= ACTIVE
@@ -149,6 +150,10 @@ def face_step_simplices(G, blocks, W, S, masses, mass_constrained: bool) -> np.n
         # the coupling H[free, active] d[active] of the weights the face sets to zero.
         g = Z.T @ (G[c, free] + blocks[c][free] @ d[c])
         m = Z.T @ masses[c, free]
+        if not (np.isfinite(K).all() and np.isfinite(g).all()):
+            # Curvature v / q^2 overflows where q underflows (experts e^-700 apart on one
+            # outcome): no Newton step on this face; the caller falls back to the QP's step.
+            return None
         solve = np.linalg.pinv(K, rcond=1e-13, hermitian=True) if rest.size else np.zeros((0, 0))
         parts.append((free, Z, solve @ g, solve @ m, m))
     beta = 0.0

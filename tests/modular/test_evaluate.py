@@ -132,3 +132,27 @@ def test_mismatched_gate_is_refused_with_status_2(tmp_path, capsys):
     assert {p.name for p in (tmp_path / "rep").iterdir()} == {"evaluation.md", "evaluation.json", "evaluation.png"}
     with pytest.raises(InputError):
         parse_mixtures("", 3)
+
+
+def test_excess_instance_survives_experts_hundreds_of_nats_apart_on_single_windows():
+    """Whole-window log-probabilities of 256-byte windows differ by hundreds of nats between experts.
+
+    Scaling every window by its own expert made the own-expert entries underflow to zero
+    once another expert beat it by ~700 nats on one window (an uncovered-outcome error);
+    scaling by each window's best expert keeps them representable.
+    """
+    rng = np.random.default_rng(4)
+    logps = [rng.normal(-1400, 300, size=(40, 3)) for _ in range(3)]
+    logps[0][0, 1] = logps[0][0, 0] + 900.0  # expert 1 beats domain 0's own expert by 900 nats on one window
+    D, P, log_c = excess_instance(logps)
+    assert np.isfinite(P).all() and (P[:, :-1].max(axis=0) > 0).all()  # every window covered
+    w, res, log_c = best_static_gate(logps)
+    assert res.status == "optimal"
+
+    def worst(v):
+        from scipy.special import logsumexp
+        return max(np.mean(lp[:, k] - logsumexp(lp, b=v, axis=1)) for k, lp in enumerate(logps))
+
+    assert worst(w) == pytest.approx(res.value - log_c, abs=1e-6)
+    grid = [np.array([a, b, 1 - a - b]) for a in np.linspace(0, 1, 41) for b in np.linspace(0, 1 - a, 41)]
+    assert min(worst(v) for v in grid) >= worst(w) - 1e-9

@@ -136,3 +136,14 @@ def test_bfgs_update_satisfies_the_secant_equation():
     B1 = bfgs_update(B, s, y)
     np.testing.assert_allclose(B1 @ s, -y, atol=1e-12)
     assert np.linalg.eigvalsh(B1).min() > 0
+
+
+def test_face_step_is_none_when_the_curvature_overflows():
+    # Curvature v / q^2 is infinite where q underflows: no Newton step (the caller takes the QP's).
+    G = np.array([[-0.01, -0.02, -0.005]])
+    W = np.array([[0.2, 0.5, 0.3]])
+    blocks = [np.array([[np.inf, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])]
+    masses = np.ones((1, 3))
+    assert face_step_simplices(G, blocks, W, W, masses, False) is None
+    finite = [np.diag([1.0, 2.0, 1.0])]
+    assert face_step_simplices(G, finite, W, W, masses, False) is not None
