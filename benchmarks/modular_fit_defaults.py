@@ -24,7 +24,8 @@ For each instance, with ``V*``, ``lam*`` the exact solution of the population pr
   measure Z, and the training constraint's target moved by the measured optimism);
 - ``new/no-holdout`` (m >= 1e4): the defaults without the hold-out (``z_holdout=0``): Z
   constrained, and measured, on all expert samples;
-- ``new/expert-samples`` (m >= 1e4): the same with the ``expert-samples`` Z estimator;
+- ``new/expert-samples`` (m >= 1e4): the same (hold-out included) with the ``expert-samples``
+  Z estimator;
 - ``old@equal-time``: the old defaults (constant steps, uniform average of lam over the
   second half, last gate, ``expert-samples`` Z) run for as many steps as fit in the CPU
   time that ``new`` took (their cost per step measured by a 200-step probe run).
@@ -83,7 +84,7 @@ from theory.errors import InputError
 OLD = dict(lr_schedule="constant", lam_iterate="average", gate_iterate="last", z_estimator="expert-samples")
 NEW: dict = {}
 #: The new steps and averaging with the old Z estimator: what the estimator alone changes.
-NEW_EXPERT_SAMPLES = dict(z_estimator="expert-samples")
+NEW_EXPERT_SAMPLES = dict(z_estimator="expert-samples", z_holdout=0.2)
 #: The defaults without the held-out expert samples: what the hold-out (and its Z correction) changes.
 NEW_NO_HOLDOUT = dict(z_holdout=0)
 #: Steps of the old defaults' probe run that measures their CPU cost per step.

@@ -41,8 +41,8 @@ Iterates: the returned gate and lam are averages of the iterates (``gate_iterate
 uniform average over steps ``>= average_from``, ``"last"`` the last iterate. The gate is
 averaged in parameter space with :class:`torch.optim.swa_utils.AveragedModel`.
 
-Held-out Z: by default a fraction ``z_holdout`` (0.2) of every expert-sample set is kept
-out of training. Z on the training samples is optimistic for a flexible gate: a tabular
+Held-out Z: by default (``"importance"`` estimator) a fraction ``z_holdout`` (0.2) of
+every expert-sample set is kept out of training. Z on the training samples is optimistic for a flexible gate: a tabular
 gate can raise ``g(x, k)`` where outcomes happen to be under-sampled at no cost in the
 estimate (a bias of order outcomes / expert samples; measured 0.013-0.015 at 300 outcomes
 and 1-2e4 pooled expert samples). The held-out samples give an unbiased Z of the returned
@@ -639,9 +639,11 @@ def fit_robust_gate(
         (a tabular gate raises g where outcomes are under-sampled; the bias grows like
         outcomes / expert samples). The held-out Z and its standard error are reported
         (``z_holdout``, ``z_holdout_se``) and enter the status. Default (None):
-        ``Z_HOLDOUT`` (0.2) when the estimator is unbiased and every expert set is
-        unweighted with at least ``Z_HOLDOUT_MIN_M`` samples, else no hold-out (weighted
-        enumerations are exact: nothing to hold out); 0 turns it off.
+        ``Z_HOLDOUT`` (0.2) with the default ``"importance"`` estimator when every expert
+        set is unweighted with at least ``Z_HOLDOUT_MIN_M`` samples, else no hold-out
+        (weighted enumerations are exact: nothing to hold out; an explicit
+        ``"expert-samples"`` keeps all its samples unless ``z_holdout`` is given, so that
+        fits written for it are unchanged); 0 turns it off.
     z_debias : bool
         With a hold-out: at every whole-set check, set the target of the training-sample
         constraint to ``z_target = 1 - (z_holdout - z_train)`` (both at the returned
@@ -893,7 +895,7 @@ def fit_robust_gate(
 def _holdout_fraction(z_holdout, expert_samples, z_estimator: str) -> float:
     """The fraction of every expert-sample set the fit holds out to measure Z (``z_holdout``)."""
     if z_holdout is None:
-        auto = (z_estimator in UNBIASED and expert_samples is not None
+        auto = (z_estimator == "importance" and expert_samples is not None
                 and all(s.weight is None and s.m >= Z_HOLDOUT_MIN_M for s in expert_samples))
         return Z_HOLDOUT if auto else 0.0
     frac = _positive_finite("z_holdout", z_holdout, allow_zero=True)
