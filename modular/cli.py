@@ -48,6 +48,14 @@ def _add_fit(sub) -> None:
     fit.add_argument("--holdout", type=_positive(float, below_one=True),
                      help="keep this fraction of every sample set out of training and report NLL, KL or excess, "
                           "and Z on it")
+    fit.add_argument("--z-holdout", type=_positive(float, zero=True, below_one=True),
+                     help="fraction of every expert-sample set kept out of training to measure Z on samples the "
+                          "gate was not fitted on (reported with its standard error; the status needs it within "
+                          "--tol-z of one up to 2 standard errors); default 0.2 with the importance estimator and "
+                          "unweighted expert sets of >= 100 samples (none for expert-samples), 0 turns it off")
+    fit.add_argument("--no-z-debias", dest="z_debias", action="store_false",
+                     help="do not move the training constraint's Z target by the measured optimism "
+                          "(held-out minus training Z); by default the held-out Z is driven to one")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     fit.add_argument("--threads", type=_positive(int),

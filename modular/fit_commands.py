@@ -145,6 +145,7 @@ def run_fit(args) -> tuple[dict, int]:
                 decay_steps=args.decay_steps, lam_iterate=args.lam_iterate, gate_iterate=args.gate_iterate,
                 prior=prior, tol_gap=args.tol_gap, tol_z=args.tol_z, until_converged=args.until_converged,
                 check_every=args.check_every, device=args.device, seed=args.seed, progress=args.progress,
+                z_holdout=args.z_holdout, z_debias=args.z_debias,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, handle_sigint=True,
             )
     out = res.summary()
@@ -222,16 +223,29 @@ def run_score(args) -> tuple[dict, int]:
     # The fit's own unbiased estimator (so that score reproduces the fit's Z), else the fit's default.
     saved = loaded.meta.get("z_estimator")
     estimator = saved if experts is not None and saved in UNBIASED else check_fit_inputs(domains, experts, None)[1]
-    z = evaluate_z(gate, experts if experts is not None else domains, estimator)
     lam = loaded.meta.get("lam")
     fingerprint = data_fingerprint(domains, experts)
+    training = fingerprint == loaded.meta.get("data_fingerprint")
+    z_sets, held = (experts if experts is not None else domains), None
+    result, options = loaded.meta.get("result") or {}, loaded.meta.get("options") or {}
+    if training and experts is not None and estimator in UNBIASED:
+        # The fit's own split: Z on the expert samples it trained on (the fit's z, bit for bit)
+        # and on those it held out (z_holdout).
+        seed = int(options.get("seed", result.get("seed", 0)))
+        if options.get("holdout"):
+            z_sets = split_holdout(z_sets, options["holdout"], seed)[0]
+        if result.get("z_holdout_fraction"):
+            z_sets, held = split_holdout(z_sets, result["z_holdout_fraction"], seed)
+    z = evaluate_z(gate, z_sets, estimator)
+    z_holdout, z_holdout_se = (None, None) if held is None else evaluate_z(gate, held, estimator, with_se=True)
     out = dict(
         gate=loaded.kind, p=p, nll=nll.tolist(), excess=(nll - own).tolist(),
         kl=None if args.entropy is None else (nll - args.entropy).tolist(), z=z, z_estimator=estimator,
         z_unbiased=estimator in UNBIASED, lam=lam,
         nll_at_lam=None if lam is None or len(lam) != p else float(np.asarray(lam) @ nll),
         mixtures=[dict(mixture=m.tolist(), nll=float(m @ nll)) for m in mixtures],
-        data_fingerprint=fingerprint, training_data=fingerprint == loaded.meta.get("data_fingerprint"),
+        z_holdout=z_holdout, z_holdout_se=z_holdout_se,
+        data_fingerprint=fingerprint, training_data=training,
     )
     if estimator not in UNBIASED:
         out["note"] = "Z by the data shortcut (no expert samples in the data): biased unless experts match domains"
@@ -248,10 +262,18 @@ def _print_fit(out: dict) -> None:
         if out["kl"] is not None:
             line += f" {out['kl'][k]:8.4f}"
         print(line)
-    print(f"Z = {out['z']:.5f} ({out['z_estimator']}{'' if out['z_unbiased'] else ', biased'})")
+    print(f"Z = {_num(out['z'], '.5f')} on the training samples ({out['z_estimator']}"
+          f"{'' if out['z_unbiased'] else ', biased'}; target {_num(out.get('z_target', 1.0), '.5f')})")
+    if out.get("z_holdout") is not None or out.get("z_holdout_se") is not None:
+        print(f"Z = {_num(out['z_holdout'], '.5f')} +- {_num(out['z_holdout_se'], '.5f')} on held-out expert samples "
+              f"({_num(out.get('z_holdout_fraction'), 'g')} of each set, not trained on)")
     gap = "nan" if out["gap"] is None else f"{out['gap']:.3g}"
-    print(f"status {out['status']}: adversary's gap {gap} (tol {out['tol_gap']:g}), "
-          f"|Z - 1| {out['z_residual']:.3g} (tol {out['tol_z']:g})")
+    z_res = "nan" if out["z_residual"] is None else f"{out['z_residual']:.3g}"
+    line = (f"status {out['status']}: adversary's gap {gap} (tol {out['tol_gap']:g}), "
+            f"|Z - target| {z_res} (tol {out['tol_z']:g})")
+    if out.get("z_holdout") is not None:
+        line += f", held-out |Z - 1| {out['z_holdout_residual']:.3g} (+ 2 se <= tol {out['tol_z']:g})"
+    print(line)
     if "holdout" in out:
         h = out["holdout"]
         print(f"held out ({h['fraction']:g}): nll {', '.join(f'{v:.4f}' for v in h['nll'])}; Z = {h['z']:.5f}")
@@ -273,7 +295,11 @@ def _print_score(out: dict) -> None:
     for k, (nll, ex) in enumerate(zip(out["nll"], out["excess"])):
         print(f"{k:>6} {_num(nll, '8.4f')} {_num(ex, '8.4f')}"
               + (f" {_num(out['kl'][k], '8.4f')}" if out["kl"] is not None else ""))
-    print(f"Z = {_num(out['z'], '.5f')} ({out['z_estimator']}{'' if out['z_unbiased'] else ', biased'})")
+    print(f"Z = {_num(out['z'], '.5f')} ({out['z_estimator']}{'' if out['z_unbiased'] else ', biased'}"
+          f"{'; on the expert samples the fit trained on' if out.get('z_holdout') is not None else ''})")
+    if out.get("z_holdout") is not None:
+        print(f"Z = {_num(out['z_holdout'], '.5f')} +- {_num(out['z_holdout_se'], '.5f')} on the expert samples "
+              f"the fit held out")
     for m in out["mixtures"]:
         print(f"mixture {', '.join(f'{v:g}' for v in m['mixture'])}: nll {_num(m['nll'], '.4f')}")
     if any(v is None for v in out["nll"] + out["excess"] + (out["kl"] or [])) or out["z"] is None:

@@ -2,7 +2,9 @@
 
 ``curves.csv``: one row per logged step (``step``, ``seconds``, ``lam_k``, ``mu``, minibatch
 ``z`` and smoothed ``z_ema``, ``nll_k``, ``adversary_loss_k``); ``residuals.csv``: one row
-per whole-set check (``step``, the adversary's ``gap``, ``z``, ``z_residual = |z - 1|``);
+per whole-set check (``step``, the adversary's ``gap``, the training-sample ``z``, its
+``z_target`` and ``z_residual = |z - z_target|``, and ``z_holdout``, Z on the held-out expert
+samples, NaN without a hold-out);
 ``fit.png``: lambda, the per-domain losses, Z, and the two residuals against their
 tolerances (log scale).
 """
@@ -30,8 +32,10 @@ def curves_frames(res: RobustGateResult) -> tuple[pd.DataFrame, pd.DataFrame]:
         cols[key] = h.get(key, np.zeros(0))
     curves = pd.DataFrame(cols)
     z = np.asarray(h.get("check_z", np.zeros(0)), dtype=np.float64)
+    target = np.asarray(h.get("check_z_target", np.ones(len(z))), dtype=np.float64)
     checks = pd.DataFrame({"step": h.get("check_step", np.zeros(0)), "gap": h.get("check_gap", np.zeros(0)),
-                           "z": z, "z_residual": np.abs(z - 1)})
+                           "z": z, "z_target": target, "z_residual": np.abs(z - target),
+                           "z_holdout": np.asarray(h.get("check_z_holdout", np.full(len(z), np.nan)), dtype=np.float64)})
     return curves, checks
 
 
@@ -74,7 +78,10 @@ def write_report(directory: str, res: RobustGateResult) -> dict[str, str]:
     ax[1, 0].legend(fontsize=7, loc="upper left")
     if len(checks):
         ax[1, 1].semilogy(checks.step, np.maximum(checks.gap, 1e-16), marker=".", label="adversary's gap")
-        ax[1, 1].semilogy(checks.step, np.maximum(checks.z_residual, 1e-16), marker=".", label="|Z - 1|")
+        ax[1, 1].semilogy(checks.step, np.maximum(checks.z_residual, 1e-16), marker=".", label="|Z - target| (train)")
+        if np.isfinite(checks.z_holdout).any():
+            ax[1, 1].semilogy(checks.step, np.maximum(np.abs(checks.z_holdout - 1), 1e-16), marker=".",
+                              label="|Z - 1| (held out)")
     ax[1, 1].axhline(res.tol_gap, color="C0", ls=":", lw=1)
     ax[1, 1].axhline(res.tol_z, color="C1", ls=":", lw=1)
     ax[1, 1].set(title=f"whole-set residuals (dotted: tolerances); status {res.status}", xlabel="step")

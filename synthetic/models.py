@@ -204,8 +204,19 @@ class TorchSequenceModel(SequenceModel):
         # Exact evaluation in float64 (by default) so that probabilities over V^T sum to one to ~1e-12.
         return copy.deepcopy(self.net).to(EVAL_DTYPES[self.eval_dtype]).eval()
 
-    def token_log_probs(self, seqs, batch_size: int = 65_536) -> np.ndarray:
+    def _rows_per_pass(self) -> int:
+        """Sequences per evaluation pass: activations of at most about 256 MiB (float64).
+
+        A pass holds (rows x T x max(T heads, V, 4 width)) numbers (attention scores,
+        logits, the MLP); 65,536 windows of 256 bytes at once asked for 31 GB.
+        """
+        heads = getattr(self.net, "heads", 1)
+        per_row = self.T * max(self.T * heads, self.V, 4 * self.width) * 8
+        return max(1, 2**28 // per_row)
+
+    def token_log_probs(self, seqs, batch_size: int | None = None) -> np.ndarray:
         x = check_sequences(seqs, self.V, self.T)
+        batch_size = self._rows_per_pass() if batch_size is None else int(batch_size)
         net = self._eval_net()
         out = np.empty(x.shape, dtype=np.float64)
         with torch.no_grad():
@@ -227,7 +238,7 @@ class TorchSequenceModel(SequenceModel):
         return logp.double().exp().cpu().numpy()
 
     def sample_tokens(self, n: int, T: int | None = None, generator: torch.Generator | None = None,
-                      batch_size: int = 1024) -> torch.Tensor:
+                      batch_size: int | None = None) -> torch.Tensor:
         """n sequences of length T (default: the model's) drawn token by token, (n x T) long on the CPU.
 
         Each step reads one new token through the network's incremental :meth:`step`
@@ -237,6 +248,8 @@ class TorchSequenceModel(SequenceModel):
         and each draw is ``torch.multinomial`` of the float64 CPU probabilities under ``generator``.
         """
         T = self.T if T is None else int(T)
+        # Sequences per pass: keys and values of at most about 256 MiB.
+        batch_size = max(1, 2**28 // (2 * self.T * self.width * 8)) if batch_size is None else int(batch_size)
         if not 0 < T <= self.T:
             raise ShapeMismatchError(f"cannot sample {T} tokens from a model of length T={self.T}")
         net = self._eval_net()

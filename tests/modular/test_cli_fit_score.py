@@ -44,9 +44,30 @@ def test_not_converged_exits_3_with_the_result(capsys, data):
     code, out, _ = _run(capsys, ["fit", str(path), "--entropy", h, "--steps", "20", "--gate", "tabular", "--json"])
     res = _strict_json(out)
     assert code == 3 and res["status"] == "not_converged" and res["steps"] == 20
-    assert res["gap"] > res["tol_gap"] or res["z_residual"] > res["tol_z"]
+    assert (res["gap"] > res["tol_gap"] or res["z_residual"] > res["tol_z"]
+            or res["z_holdout_residual"] > res["tol_z"] + 2 * res["z_holdout_se"])
     code, out, _ = _run(capsys, ["fit", str(path), "--entropy", h, "--steps", "20", "--gate", "tabular"])
     assert code == 3 and "status not_converged" in out
+
+
+def test_the_held_out_z_is_reported_and_its_options(capsys, data):
+    """By default 20% of every expert set (400 samples here) is held out: Z on it, with its
+    standard error, in the JSON and the text; --z-holdout 0 and --no-z-debias turn it off."""
+    path, h = data
+    base = ["fit", str(path), "--entropy", h, "--steps", "300", "--gate", "tabular"]
+    res = _strict_json(_run(capsys, base + ["--json"])[1])
+    assert res["z_holdout_fraction"] == 0.2 and res["z_holdout_m"] == [80, 80] and res["z_debias"] is True
+    assert res["z_holdout"] > 0 and res["z_holdout_se"] > 0 and res["z_target"] != 1.0
+    assert res["z_residual"] == pytest.approx(abs(res["z"] - res["z_target"]))
+    text = _run(capsys, base)[1]
+    assert "on held-out expert samples" in text and "held-out |Z - 1|" in text
+    res = _strict_json(_run(capsys, base + ["--json", "--no-z-debias"])[1])
+    assert res["z_target"] == 1.0 and res["z_holdout"] is not None and res["z_debias"] is False
+    res = _strict_json(_run(capsys, base + ["--json", "--z-holdout", "0"])[1])
+    assert res["z_holdout"] is None and res["z_holdout_se"] is None and res["z_holdout_fraction"] == 0.0
+    assert "held-out" not in _run(capsys, base + ["--z-holdout", "0"])[1]
+    code, _, err = _run(capsys, base + ["--z-holdout", "1"])
+    assert code == 2 and err.count("\n") == 1 and "--z-holdout" in err
 
 
 def test_exact_solver_converges_and_prints_strict_json(capsys, data):
@@ -100,6 +121,8 @@ def test_save_load_score_round_trip_bit_for_bit(capsys, data, tmp_path):
     score = _strict_json(out)
     assert code == 0 and score["training_data"] is True
     assert score["nll"] == fit["nll"] and score["z"] == fit["z"] and score["kl"] == fit["kl"]  # bit for bit
+    assert fit["z_holdout"] is not None and (score["z_holdout"], score["z_holdout_se"]) == (
+        fit["z_holdout"], fit["z_holdout_se"])
     assert score["mixtures"][0]["nll"] == pytest.approx(0.25 * fit["nll"][0] + 0.75 * fit["nll"][1], abs=1e-15)
     # Other data: scored, and said so.
     D, P = finite_instance(12, 2, 0)
@@ -140,6 +163,8 @@ def test_report_and_holdout(capsys, data, tmp_path):
     assert len(curves) == 10 and {"lam_0", "mu", "z", "nll_1"} <= set(curves.dtype.names)
     np.testing.assert_array_equal(checks["step"], [20, 40, 60, 80, 100])
     assert checks["gap"][-1] == pytest.approx(res["gap"]) and (rep / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    assert res["z_holdout_m"] == [60, 60] and {"z_holdout", "z_target"} <= set(checks.dtype.names)
+    assert np.isfinite(checks["z_holdout"]).all()
 
 
 def test_threads_default_to_one_on_cpu(capsys, data):

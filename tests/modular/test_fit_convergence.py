@@ -1,5 +1,7 @@
 """The fit on samples: defaults reach the exact solution, the status is honest, the exact tabular solver."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modular import LinearGate, TabularGate, fit_robust_gate
-from modular.primal_dual import CONVERGED, NOT_CONVERGED, residuals, status_of
+from modular.primal_dual import CONVERGED, NOT_CONVERGED, Z_HOLDOUT, evaluate_z, residuals, split_holdout, status_of
+from modular.z_estimators import BiasedEstimatorWarning
 from modular.tabular_exact import empirical_instance, offset_instance, solve_tabular_exact
 from tests.modular.modular_instances import enumerated_sets, entropies, finite_instance, sampled_sets, tabular_q
 from theory import PriorSet, solve_robust
@@ -71,9 +74,49 @@ def test_the_expert_samples_constraint_is_optimistic_for_a_tabular_gate():
     D, P = finite_instance(300, 2, 0)
     domains, experts = sampled_sets(D, P, 10_000, 0)
     res = fit_robust_gate(TabularGate(300, 2), domains, experts, entropies=entropies(D), device="cpu",
-                          z_estimator="expert-samples")
+                          z_estimator="expert-samples", z_holdout=0)
     z_true = tabular_q(res.gate_state["logits"].numpy(), P).sum()
-    assert abs(res.z - 1) < 0.01 and z_true - 1 > 0.03
+    assert abs(res.z - 1) < 0.01 and z_true - 1 > 0.03 and res.z_holdout is None
+
+
+def test_a_training_z_of_one_with_a_true_z_that_misses_is_not_converged():
+    """Z on the training expert samples is optimistic for a tabular gate (300 outcomes,
+    2,000 samples per expert): without a hold-out the fit reports Z ~ 1 and converged while
+    the true Z misses by 0.02; the held-out Z (the default 20% of every expert set, no
+    correction here) sees the miss beyond its noise, and the status says not_converged."""
+    D, P = finite_instance(300, 2, 0)
+    domains, experts = sampled_sets(D, P, 2_000, 0)
+    kw = dict(entropies=entropies(D), device="cpu", steps=600)
+    silent = fit_robust_gate(TabularGate(300, 2), domains, experts, z_holdout=0, **kw)
+    assert silent.status == CONVERGED and abs(silent.z - 1) < 0.005
+    assert tabular_q(silent.gate_state["logits"].numpy(), P).sum() - 1 > 0.015
+    res = fit_robust_gate(TabularGate(300, 2), domains, experts, z_debias=False, **kw)
+    z_true = tabular_q(res.gate_state["logits"].numpy(), P).sum()
+    assert abs(res.z - 1) < 0.005 and z_true - 1 > 0.015 and res.z_target == 1.0
+    assert res.info["z_holdout_fraction"] == Z_HOLDOUT and res.info["z_holdout_m"] == [400, 400]
+    assert 0 < res.z_holdout_se < 0.01 and res.z_holdout - 1 > res.tol_z + 2 * res.z_holdout_se
+    assert res.status == NOT_CONVERGED
+    # The reported held-out Z is the estimator on the held-out split (recomputed), and in the summary.
+    _, held = split_holdout(experts, Z_HOLDOUT, res.seed)
+    assert evaluate_z(res.gate, held, "importance", with_se=True) == pytest.approx(
+        (res.z_holdout, res.z_holdout_se), abs=1e-12)
+    out = res.summary()
+    assert out["z_holdout"] == res.z_holdout and out["z_holdout_se"] == res.z_holdout_se
+    assert out["z_holdout_residual"] == pytest.approx(abs(res.z_holdout - 1))
+
+
+def test_the_holdout_corrected_target_brings_the_true_z_to_one():
+    """The default correction (``z_debias``): the training constraint's target moves by the
+    measured optimism (held-out minus training Z), so the true Z of the gate lands near one
+    (on the benchmark's failing instance: |Z - 1| 0.013 -> 0.002)."""
+    D, P = finite_instance(300, 2, 0)
+    domains, experts = sampled_sets(D, P, 2_000, 0)
+    kw = dict(entropies=entropies(D), device="cpu", steps=600)
+    plain = fit_robust_gate(TabularGate(300, 2), domains, experts, z_debias=False, **kw)
+    fixed = fit_robust_gate(TabularGate(300, 2), domains, experts, **kw)
+    z_plain, z_fixed = (tabular_q(r.gate_state["logits"].numpy(), P).sum() for r in (plain, fixed))
+    assert fixed.z_target < 0.99 and abs(z_fixed - 1) < 0.5 * abs(z_plain - 1)
+    assert abs(fixed.z_holdout - 1) < abs(plain.z_holdout - 1)
 
 
 def test_old_constant_steps_do_not_certify_where_the_defaults_do():
@@ -91,9 +134,12 @@ def test_a_small_budget_is_not_converged_and_says_why():
     D, P = finite_instance(30, 3, 0)
     domains, experts = sampled_sets(D, P, 2_000, 0)
     res = fit_robust_gate(TabularGate(30, 3), domains, experts, entropies=entropies(D), device="cpu", steps=20)
-    assert res.status == NOT_CONVERGED and (res.gap > res.tol_gap or abs(res.z - 1) > res.tol_z)
-    # The residuals are those of the returned iterate on the whole sets, recomputed independently.
-    again = residuals(res.gate, res.lam, domains, experts, adversary="kl", entropies=entropies(D),
+    assert res.status == NOT_CONVERGED and (res.gap > res.tol_gap or abs(res.z - res.z_target) > res.tol_z
+                                            or abs(res.z_holdout - 1) + 2 * res.z_holdout_se > res.tol_z)
+    # The residuals are those of the returned iterate on the whole sets (Z: on the training
+    # expert samples, the default 80%), recomputed independently.
+    train, _ = split_holdout(experts, Z_HOLDOUT, res.seed)
+    again = residuals(res.gate, res.lam, domains, train, adversary="kl", entropies=entropies(D),
                       z_estimator=res.z_estimator)
     assert again.gap == pytest.approx(res.gap, abs=1e-12) and again.z == pytest.approx(res.z, abs=1e-12)
     assert res.summary()["status"] == NOT_CONVERGED
@@ -104,6 +150,14 @@ def test_status_rule():
     assert status_of(0.0100001, 1.0, 0.01, 0.01) == NOT_CONVERGED
     assert status_of(0.0, 0.98, 0.01, 0.01) == NOT_CONVERGED
     assert status_of(float("nan"), 1.0, 0.01, 0.01) == NOT_CONVERGED
+    # The training Z against its target; the held-out Z against one, with 2 standard errors counted against it.
+    assert status_of(0.0, 0.985, 0.01, 0.01, z_target=0.99) == CONVERGED
+    assert status_of(0.0, 1.0, 0.01, 0.01, z_target=0.98) == NOT_CONVERGED
+    assert status_of(0.0, 1.0, 0.01, 0.01, z_holdout=1.003, z_holdout_se=0.003) == CONVERGED
+    assert status_of(0.0, 1.0, 0.01, 0.01, z_holdout=1.005, z_holdout_se=0.003) == NOT_CONVERGED
+    assert status_of(0.0, 1.0, 0.01, 0.01, z_holdout=1.0, z_holdout_se=0.006) == NOT_CONVERGED  # too noisy to tell
+    assert status_of(0.0, 1.0, 0.01, 0.01, z_holdout=0.989, z_holdout_se=0.0) == NOT_CONVERGED
+    assert status_of(0.0, 1.0, 0.01, 0.01, z_holdout=float("nan"), z_holdout_se=0.0) == NOT_CONVERGED
 
 
 def test_until_converged_stops_early_and_is_converged():
@@ -236,6 +290,9 @@ def test_sigint_finishes_the_step_saves_and_resumes_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(full.lam, resumed.lam)
     np.testing.assert_array_equal(full.history["check_gap"], resumed.history["check_gap"])
     assert full.gap == resumed.gap and full.mu == resumed.mu
+    # The held-out Z and the corrected target (moved at step 100, before the interruption) too.
+    assert full.z_holdout == resumed.z_holdout and full.z_target == resumed.z_target != 1.0
+    np.testing.assert_array_equal(full.history["check_z_target"], resumed.history["check_z_target"])
 
 
 def test_checkpoints_are_checked(tmp_path):
@@ -279,3 +336,23 @@ def test_checkpoints_are_checked(tmp_path):
     assert not marker.exists()
     with pytest.raises(InputError, match="does not exist"):
         fit_robust_gate(TabularGate(20, 3), domains, experts, checkpoint=tmp_path / "nodir" / "c.pt", **kw)
+
+
+def test_the_holdout_is_deterministic_under_the_seed_and_off_for_weighted_sets():
+    D, P = finite_instance(20, 3, 1)
+    domains, experts = sampled_sets(D, P, 500, 1)
+    kw = dict(entropies=entropies(D), device="cpu", batch_size=16, steps=200, check_every=50)
+    a, b, c = (fit_robust_gate(TabularGate(20, 3), domains, experts, seed=s, **kw) for s in (3, 3, 4))
+    assert torch.equal(a.gate_state["logits"], b.gate_state["logits"])
+    assert (a.z_holdout, a.z_holdout_se, a.z_target) == (b.z_holdout, b.z_holdout_se, b.z_target)
+    assert a.info["z_holdout_m"] == [100, 100, 100] and a.z_holdout != c.z_holdout
+    # Weighted enumerations are the exact population: nothing held out, nothing to correct.
+    dom_w, exp_w = enumerated_sets(D, P)
+    w = fit_robust_gate(TabularGate(20, 3), dom_w, exp_w, entropies=entropies(D), device="cpu", batch_size=None,
+                        steps=50)
+    assert w.z_holdout is None and w.z_target == 1.0 and w.info["z_holdout_fraction"] == 0.0
+    with pytest.raises(InvalidOptionError):
+        fit_robust_gate(TabularGate(20, 3), domains, experts, z_holdout=1.0, **kw)
+    with pytest.raises(InvalidOptionError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", BiasedEstimatorWarning)
+        fit_robust_gate(TabularGate(20, 3), domains, None, adversary="nll", z_holdout=0.2, steps=5)
