@@ -229,7 +229,7 @@ def fit_gate(data_path, config: dict, T: int, seed: int, device=None):
                           mu0=config["mu0"], gate_iterate=config["gate_iterate"],
                           tol_gap=config["tol_gap_per_byte"] * T, tol_z=config["tol_z"],
                           until_converged=True, check_every=config["check_every"], seed=seed, device=device,
-                          dtype=getattr(torch, config.get("fit_dtype", "float64")))
+                          dtype=getattr(torch, config.get("fit_dtype", "float64")), z_holdout=config.get("z_holdout"))
     summary = res.summary()
     path = Path(data_path).with_name(f"gate_T{T}.pt")
     save_gate(path, res.gate.cpu(), meta=_finite_or_none(gate_meta(data_path, summary, kind="transformer")))
@@ -260,7 +260,8 @@ def real_world(config: dict) -> dict:
     most steps: the fit stops once its residuals stay within tolerance), ``fit_batch``,
     ``fit_lr``, ``lr_schedule``, ``lam_lr``, ``mu_lr``, ``mu0`` (the multiplier's start), ``gate_iterate``,
     ``tol_gap_per_byte`` (the adversary's gap tolerance is this times T nats per window),
-    ``tol_z``, ``check_every``,
+    ``tol_z``, ``check_every``, ``z_holdout`` (optional: the fraction of the expert samples
+    held out to measure Z and correct the constraint's optimism, :func:`modular.fit_robust_gate`),
     ``router_steps``, ``seed`` (models), ``subsample`` (data), ``device`` (None: CUDA
     when available); optional ``precision`` (training of experts and monolithic models,
     ``"float32"`` or ``"bfloat16"`` autocast), ``eval_dtype`` (their evaluation and sampling,
@@ -377,7 +378,8 @@ def real_world(config: dict) -> dict:
     return {"rows": rows, "sweep": sweep, "per_domain": per_domain, "lam": fit.lam.tolist(), "z": fit.z,
             "fit_status": fit.status, "fit_gap": fit.gap, "fit_steps": fit.steps, "z_estimator": fit.z_estimator,
             "fits": {str(Tw): {"lam": f.lam.tolist(), "z": f.z, "gap": f.gap, "tol_gap": f.tol_gap, "status": f.status,
-                               "steps": f.steps}
+                               "steps": f.steps, "z_target": f.z_target, "z_holdout": f.z_holdout,
+                               "z_holdout_se": f.z_holdout_se}
                      for Tw, (_, f) in fits.items()},
             "z_test": z_test[GATE][0], "z_test_se": z_test[GATE][1],
             "z_posterior": z_test[POSTERIOR_RAW][0], "z_posterior_se": z_test[POSTERIOR_RAW][1],

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from modular.primal_dual import TOL_Z
+from modular.primal_dual import TOL_Z, status_of
 from synthetic import corpora
 from synthetic.experiments import real_world as rw
 
@@ -34,7 +34,7 @@ SMOKE = dict(genres=list(corpora.REAL_GENRES), T=16, T_sweep=[8], expert_width=8
              train_fraction=0.5, steps=30, batch_size=16, lr=1e-2, cache_windows=150, excerpt_windows=2,
              cache_split=(0.45, 0.1, 0.45), m_expert=100, fit_steps=1500, fit_batch=None, fit_lr=0.01,
              lr_schedule="cosine", gate_iterate="last", lam_lr=0.1, mu_lr=0.5, mu0=0.0, tol_gap_per_byte=0.001,
-             tol_z=TOL_Z, check_every=50, router_steps=20, seed=0, subsample=0)
+             tol_z=TOL_Z, check_every=50, router_steps=20, seed=0, subsample=0, z_holdout=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,12 @@ def test_smoke_run_is_finite_and_complete(smoke):
 def test_smoke_fit_status_follows_its_residuals(smoke):
     # The status reported for every window length is the one its residuals give (tolerance T x 0.001 nats).
     for T, f in smoke["fits"].items():
-        within = f["gap"] <= SMOKE["tol_gap_per_byte"] * int(T) and abs(f["z"] - 1) <= SMOKE["tol_z"]
+        within = f["gap"] <= SMOKE["tol_gap_per_byte"] * int(T) and abs(f["z"] - f["z_target"]) <= SMOKE["tol_z"]
+        if f["z_holdout"] is not None:
+            within = within and abs(f["z_holdout"] - 1) + 2 * f["z_holdout_se"] <= SMOKE["tol_z"]
         assert f["status"] == ("converged" if within else "not_converged")
+        assert f["status"] == status_of(f["gap"], f["z"], f["tol_gap"], SMOKE["tol_z"], z_target=f["z_target"],
+                                        z_holdout=f["z_holdout"], z_holdout_se=f["z_holdout_se"] or 0.0)
         assert f["tol_gap"] == pytest.approx(SMOKE["tol_gap_per_byte"] * int(T))
 
 
