@@ -36,7 +36,7 @@ from theory.prior import PriorSet
 from theory.result import Certificate, SolverResult
 from theory.simplex import BlockBuffers, WaterLevel, restore_mass, top_mass, water_level, write_block, write_model
 from theory.simplex import _mass_at as level_pass
-from theory.validation import as_instance, scan_instance
+from theory.validation import as_instance, floor_row, scan_instance, xlogx_rows
 
 #: Stop when the certified gap has not shrunk over this many steps (rounding floor).
 _STALL = 3
@@ -80,9 +80,10 @@ def _neg_entropies(D) -> np.ndarray:
     out = np.zeros(D.shape[0])
     size = columns(D.shape[0])
     buf = buffer(*D.shape, size)
+    work = np.empty((D.shape[0], min(size, D.shape[1])))
+    floor = floor_row(work.shape[1])
     for a, b in spans(D.shape[1], size):
-        Dc = block(D, a, b, buf)
-        out += (Dc * np.log(np.maximum(Dc, SMALLEST))).sum(axis=1)
+        out += xlogx_rows(block(D, a, b, buf), work[:, : b - a], floor)
     return out
 
 
@@ -181,7 +182,7 @@ class _FullFamily:
             require_nonempty_G1(np.vstack([scan.lo, scan.hi]))  # raises EmptyGateSpaceError with the remedy
         if first is not None and first.t is not None and scan.v is not None:
             oracle.t_warm = first.t
-            oracle.pending = (lam0, (first.total, first.free), first.ref())
+            oracle.pending = (lam0, (first.total, first.free), first.ref(), first.top)
         return oracle
 
     @classmethod
@@ -293,10 +294,11 @@ class _FullFamily:
         self.ref, self.changes = None, {}
         pending, self.pending = self.pending, None
         if self.v_lam is not None and np.array_equal(self.v_lam, lam):
+            known_top = None
             if pending is not None and np.array_equal(pending[0], lam):
-                _, first, self.ref = pending
+                _, first, self.ref, known_top = pending
             if new_support:
-                self.top[support] = top_mass(v, self.lo, self.hi)
+                self.top[support] = top_mass(v, self.lo, self.hi) if known_top is None else known_top
         else:
             # One pass: D_lam, the level's first pass and the moments at its pattern.
             # (S(inf) of the water-filling depends on lam only through its support.)
@@ -427,6 +429,8 @@ class _Sweep:
         self.rows = np.empty((p + 2 if self.fused else 2, m))
         self.prod = np.empty((p, self.rows.shape[0]))
         self.wbuf = np.empty(m)
+        # Floors as arrays (:func:`theory.validation.floor_row`: np.maximum is ~3x slower with a scalar).
+        self.floor, self.tiny = floor_row(m), np.full(m, _TINY)
         self.block = buffer(p, n, self.size)
         self.codes = None
         self.start(None, None, False)
@@ -441,9 +445,18 @@ class _Sweep:
                 self.codes = np.empty(self.n, dtype=np.int8)
 
     def riding(self, t):
-        """A per-block callback for a pass made elsewhere (:func:`theory.validation.scan_instance`)."""
+        """A per-block callback for a pass made elsewhere (:func:`theory.validation.scan_instance`).
+
+        Besides the moments at ``t`` it sums the water level's ``S(inf)`` (``self.top``,
+        :func:`theory.simplex.top_mass`), saving the first evaluation a pass over n-vectors.
+        """
         self.start(t, None, True)
-        return self.add
+
+        def each(a, b, Dc, vc, lc, hc):
+            self.top += top_mass(vc, lc, hc)
+            self.add(a, b, Dc, vc, lc, hc)
+
+        return each
 
     def ref(self):
         """The moments of the pass: ``(t, R, missed)`` (``t`` None for a degenerate level)."""
@@ -464,12 +477,12 @@ class _Sweep:
         # Free outcomes contribute log v (their log q is log v + log(t scale)).
         np.copyto(W[0], c)
         np.copyto(W[0], vc, where=f)
-        np.maximum(W[0], SMALLEST, out=W[0])
+        np.maximum(W[0], self.floor[:m], out=W[0])
         np.log(W[0], out=W[0])
         np.copyto(W[1], f)
         if self.fused:
             w = self.wbuf[:m]
-            np.maximum(vc, _TINY, out=w)
+            np.maximum(vc, self.tiny[:m], out=w)
             np.divide(W[1], w, out=w)
             np.multiply(Dc, w, out=W[2:])
         np.dot(Dc, W.T, out=self.prod)
