@@ -40,6 +40,11 @@ from theory.validation import as_instance, floor_row, scan_instance, xlogx_rows
 
 #: Stop when the certified gap has not shrunk over this many steps (rounding floor).
 _STALL = 3
+#: A Newton step from a point of certified gap ``g`` lands near ``C g^2`` (``C`` up to ~50
+#: measured on the benchmark instances): where ``_LAST_STEP g^2 <= tol`` the full step is
+#: expected to end the solve, and its point's Hessian (the Gram columns of the passes, few
+#: domains) is left to a pass on request, needed only if the gap stays open.
+_LAST_STEP = 1e3
 #: Mass left over by a water-fill with ``nu = 0`` above which its best response is not
 #: unique (a kink of phi); below it every member of the best-response set agrees to rounding.
 _KINK_SLACK = 1e-13
@@ -160,7 +165,6 @@ class _FullFamily:
         self.v = np.empty(n) if v is None else v
         self.v_lam = v_lam
         self.kernel = _Sweep(p, n) if kernel is None else kernel
-        self.fused = self.kernel.fused
         # The n-vector passes (water level) use longer blocks than the (p x m) ones.
         self.level_buf = BlockBuffers(n)
         self.code_buf = np.empty(min(BLOCK, n), dtype=np.int8)
@@ -190,15 +194,17 @@ class _FullFamily:
         """The robust problem for validated float64 arrays ``D``, ``P``."""
         return cls.of_scan(scan_instance(D, P, check=False))
 
-    def _sweep(self, v, *, lam=None, t=None, level=None, moments: bool = False, top: bool = False):
+    def _sweep(self, v, *, lam=None, t=None, level=None, moments: bool = False, top: bool = False,
+               gram: bool = True):
         """One blocked pass over D (:class:`_Sweep`): any of ``D_lam``, the level's mass at ``t``, the moments.
 
         With ``lam``: ``v = lam @ D`` written block by block (the other quantities are then
         taken of the blocks just written); with ``moments`` they are kept as
-        ``self.ref = (t, R, missed)``. Returns ``(S(t), free mass, S(inf))``.
+        ``self.ref = (t, R, missed)`` (``gram=False``: without the Gram columns).
+        Returns ``(S(t), free mass, S(inf))``.
         """
         D, lo, hi, kernel = self.D, self.lo, self.hi, self.kernel
-        kernel.start(t, level, moments)
+        kernel.start(t, level, moments, gram)
         for a, b in spans(D.shape[1], kernel.size):
             Dc, vc, lc, hc = block(D, a, b, kernel.block), v[a:b], lo[a:b], hi[a:b]
             if lam is not None:
@@ -262,17 +268,18 @@ class _FullFamily:
             if Dx is None:
                 return None
             vx, lx, hx = v[idx], self.lo[idx], self.hi[idx]
-            R = R - self._terms(Dx, vx, lx, hx, t_ref) + self._terms(Dx, vx, lx, hx, level.t)
+            width = R.shape[1]
+            R = R - self._terms(Dx, vx, lx, hx, t_ref, width) + self._terms(Dx, vx, lx, hx, level.t, width)
         return R, missed
 
-    def _terms(self, Dx, vx, lx, hx, t) -> np.ndarray:
-        """The columns of ``R`` (:meth:`_sweep`) of a few outcomes at the pattern of ``t``."""
+    def _terms(self, Dx, vx, lx, hx, t, width: int) -> np.ndarray:
+        """The ``width`` columns of ``R`` (:meth:`_sweep`) of a few outcomes at the pattern of ``t``."""
         c = np.minimum(np.maximum(vx * t, lx), hx)
         f = (c > lx) & (c < hx)
-        W = np.empty((self.kernel.rows.shape[0], c.shape[0]))
+        W = np.empty((width, c.shape[0]))
         W[0] = np.log(np.maximum(np.where(f, vx, c), SMALLEST))
         W[1] = f
-        if self.fused:
+        if width > 2:
             W[2:] = Dx * (f / np.maximum(vx, _TINY))
         return Dx @ W.T
 
@@ -283,7 +290,14 @@ class _FullFamily:
             self.v_lam = lam.copy()
         return self.v
 
-    def __call__(self, lam) -> _Point:
+    def __call__(self, lam, *, gram: bool = True) -> _Point:
+        """phi at ``lam``: its bound, gradient, best response and (few domains) Hessian.
+
+        ``gram=False``: the caller expects not to step from this point (the step to it
+        should close the gap), so the Gram matrix is left out of the passes and the
+        Hessian is built on request by a pass of its own (:meth:`_gram`), as for many
+        domains; the moments that bound and certify are the same.
+        """
         support = tuple(lam > 0)
         tsum = float(lam @ self.row_mass)
         t_warm = self.t_warm
@@ -302,7 +316,7 @@ class _FullFamily:
         else:
             # One pass: D_lam, the level's first pass and the moments at its pattern.
             # (S(inf) of the water-filling depends on lam only through its support.)
-            total, free, top = self._sweep(v, lam=lam, t=t0, moments=t0 is not None, top=new_support)
+            total, free, top = self._sweep(v, lam=lam, t=t0, moments=t0 is not None, top=new_support, gram=gram)
             self.v_lam = lam.copy()
             first = None if t0 is None else (total, free)
             if new_support:
@@ -315,7 +329,7 @@ class _FullFamily:
             self.t_warm = 1.0 / nu
         corrected = self._corrected(v, level)
         if corrected is None:
-            self._sweep(v, t=level.t, level=None if level.kind == "level" else level, moments=True)
+            self._sweep(v, t=level.t, level=None if level.kind == "level" else level, moments=True, gram=gram)
             corrected = self.ref[1:]
         self.ref, self.changes = None, {}
         kl, s, gram = self._finish(*corrected, level)
@@ -356,7 +370,7 @@ class _FullFamily:
             dots = dots + (np.log(level.t) + np.log(level.scale)) * s
         kl = self.offsets + self.neg_ent - dots
         kl[missed] = np.inf
-        return kl, s, (R[:, 2:].copy() if self.fused else None)
+        return kl, s, (R[:, 2:].copy() if R.shape[1] > 2 else None)
 
     def _gram(self, point: _Point) -> np.ndarray:
         """``sum_F D_k D_j / D_lam`` at ``point``'s level: one pass, symmetric rank-k updates."""
@@ -422,12 +436,13 @@ class _Sweep:
     def __init__(self, p: int, n: int):
         self.size = columns(p)
         # Few domains: the Gram matrix rides along in the moments' one product per block.
-        self.fused = p < LARGE_P
+        self.p, self.fused = p, p < LARGE_P
         m = min(self.size, n)
         self.n = n
         self.buf = BlockBuffers(m)
         self.rows = np.empty((p + 2 if self.fused else 2, m))
-        self.prod = np.empty((p, self.rows.shape[0]))
+        # The products of a block with and without the Gram columns (contiguous outputs).
+        self.prods = {w: np.empty((p, w)) for w in {2, self.rows.shape[0]}}
         self.wbuf = np.empty(m)
         # Floors as arrays (:func:`theory.validation.floor_row`: np.maximum is ~3x slower with a scalar).
         self.floor, self.tiny = floor_row(m), np.full(m, _TINY)
@@ -435,12 +450,13 @@ class _Sweep:
         self.codes = None
         self.start(None, None, False)
 
-    def start(self, t, level, moments: bool) -> None:
+    def start(self, t, level, moments: bool, gram: bool = True) -> None:
         self.t, self.level, self.moments = t, level, moments
         self.total = self.free = self.top = 0.0
+        self.width = self.rows.shape[0] if gram else 2
         if moments:
-            self.R = np.zeros_like(self.prod)
-            self.missed = np.zeros(self.prod.shape[0], dtype=bool)
+            self.R = np.zeros((self.p, self.width))
+            self.missed = np.zeros(self.R.shape[0], dtype=bool)
             if level is None and self.codes is None:
                 self.codes = np.empty(self.n, dtype=np.int8)
 
@@ -467,7 +483,7 @@ class _Sweep:
             return
         m = b - a
         c, f = _pattern(vc, lc, hc, self.t, self.level, self.buf)
-        W = self.rows[:, :m]
+        W = self.rows[: self.width, :m]
         self.total += float(c.sum())
         np.multiply(c, f, out=W[1])
         self.free += float(W[1].sum())
@@ -480,13 +496,14 @@ class _Sweep:
         np.maximum(W[0], self.floor[:m], out=W[0])
         np.log(W[0], out=W[0])
         np.copyto(W[1], f)
-        if self.fused:
+        if self.width > 2:
             w = self.wbuf[:m]
             np.maximum(vc, self.tiny[:m], out=w)
             np.divide(W[1], w, out=w)
             np.multiply(Dc, w, out=W[2:])
-        np.dot(Dc, W.T, out=self.prod)
-        self.R += self.prod
+        prod = self.prods[self.width]
+        np.dot(Dc, W.T, out=prod)
+        self.R += prod
         if not c.min() > 0:
             self.missed |= (Dc[:, c <= 0] > 0).any(axis=1)
         if self.level is None:
@@ -541,7 +558,8 @@ class _RestrictedFamily:
         self.neg_ent = _neg_entropies(D)
         self.W = None
 
-    def __call__(self, lam) -> _Point:
+    def __call__(self, lam, *, gram: bool = True) -> _Point:
+        """phi at ``lam`` from the certified inner fit (``gram``: unused, BFGS keeps the curvature)."""
         fit = fit_gate_weights(lam @ self.D, self.P, self.labels, self.n_cells, W0=self.W)
         kl = _kl_rows(self.D, fit.q, self.neg_ent)
         active = lam > 0
@@ -791,8 +809,9 @@ def _ascend(oracle, prior: PriorSet, tol: float, max_iter: int) -> _Ascent:
         H = -B if quasi_newton else point.hessian
         M = -H + mu * max(1.0, float(np.trace(-H)) / p) * np.eye(p)
         accepted, step = None, 0.0
+        last = _LAST_STEP * run.gap**2 <= tol
         for d in qp(point.lam, g, M):
-            accepted, step = _line_search(oracle, prior, run, point, d, float(g @ d))
+            accepted, step = _line_search(oracle, prior, run, point, d, float(g @ d), last=last)
             if accepted is not None:
                 break
         history = run.history
@@ -856,14 +875,19 @@ def _snap_to_face(oracle, prior: PriorSet, run: _Ascent, point: _Point) -> _Poin
     return best
 
 
-def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float) -> tuple[_Point | None, float]:
-    """Backtracking on phi along ``d``; every evaluated point is offered to the certificate."""
+def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float,
+                 last: bool = False) -> tuple[_Point | None, float]:
+    """Backtracking on phi along ``d``; every evaluated point is offered to the certificate.
+
+    ``last``: the full step is expected to close the gap, so its point is evaluated
+    without the Hessian (built on request if the solve goes on; shorter steps have it).
+    """
     if not slope > -ROUNDING * abs(point.lower):
         return None, 1.0
     floor = point.lower - ROUNDING * abs(point.lower)
 
     def trial(step):
-        point_at = oracle(point.lam + step * d)
+        point_at = oracle(point.lam + step * d, gram=not (last and step == 1.0))
         run.evaluations += 1
         return point_at, run.offer(point_at, prior)
 
