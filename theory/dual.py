@@ -485,8 +485,8 @@ class _Sweep:
         c, f = _pattern(vc, lc, hc, self.t, self.level, self.buf)
         W = self.rows[: self.width, :m]
         self.total += float(c.sum())
-        np.multiply(c, f, out=W[1])
-        self.free += float(W[1].sum())
+        np.copyto(W[1], f)
+        self.free += float(np.dot(c, W[1]))
         if not self.moments:
             return
         # log(max(c, SMALLEST)) is exact for c > 0; rows with mass where c = 0 are set to inf.
@@ -495,7 +495,6 @@ class _Sweep:
         np.copyto(W[0], vc, where=f)
         np.maximum(W[0], self.floor[:m], out=W[0])
         np.log(W[0], out=W[0])
-        np.copyto(W[1], f)
         if self.width > 2:
             w = self.wbuf[:m]
             np.maximum(vc, self.tiny[:m], out=w)
@@ -811,7 +810,7 @@ def _ascend(oracle, prior: PriorSet, tol: float, max_iter: int) -> _Ascent:
         accepted, step = None, 0.0
         last = _LAST_STEP * run.gap**2 <= tol
         for d in qp(point.lam, g, M):
-            accepted, step = _line_search(oracle, prior, run, point, d, float(g @ d), last=last)
+            accepted, step = _line_search(oracle, prior, run, point, d, float(g @ d), tol, last=last)
             if accepted is not None:
                 break
         history = run.history
@@ -819,7 +818,7 @@ def _ascend(oracle, prior: PriorSet, tol: float, max_iter: int) -> _Ascent:
         if (accepted is None or stalled) and point.state.get("kink") and point.state["support"].any():
             d, slope = _resolve_kink(oracle, prior, run, point, tol, max_iter)
             if d is not None and run.gap > tol:
-                accepted, step = _line_search(oracle, prior, run, point, d, slope)
+                accepted, step = _line_search(oracle, prior, run, point, d, slope, tol)
                 stalled = False
         if (accepted is None or stalled) and not quasi_newton and not point.state.get("kink"):
             snapped = _snap_to_face(oracle, prior, run, point)
@@ -875,10 +874,13 @@ def _snap_to_face(oracle, prior: PriorSet, run: _Ascent, point: _Point) -> _Poin
     return best
 
 
-def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float,
+def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float, tol: float,
                  last: bool = False) -> tuple[_Point | None, float]:
     """Backtracking on phi along ``d``; every evaluated point is offered to the certificate.
 
+    A trial that closes the certified gap to ``tol`` ends the search (the certificate
+    keeps the best bounds of every point; near the optimum the full step's phi may sit
+    below the start's by rounding, and backtracking would only cost passes).
     ``last``: the full step is expected to close the gap, so its point is evaluated
     without the Hessian (built on request if the solve goes on; shorter steps have it).
     """
@@ -893,6 +895,8 @@ def _line_search(oracle, prior, run: _Ascent, point: _Point, d, slope: float,
 
     def accept(candidate, step):
         trial_point, better_upper = candidate
+        if run.gap <= tol:
+            return True
         # Near the optimum phi gains O(step^2) (below its rounding at large n)
         # while the upper bound gains O(step): either progress is accepted. With the
         # exact phi of the full family, not a better upper bound bought with a lower phi:
