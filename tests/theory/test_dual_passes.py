@@ -208,3 +208,45 @@ def test_hessian_on_request_when_the_last_step_does_not_close_the_gap(monkeypatc
     assert abs(default.value - lazy.value) < 1e-10
     assert np.abs(np.log(default.q) - np.log(lazy.q)).max() < 1e-10
     _assert_same_lam(D, P, default.lam, lazy.lam)
+
+
+def test_window_level_passes_equal_full_passes():
+    # The outcomes listed near t0's breakpoints give S(t), the free mass and the changed
+    # outcomes at every t of the window exactly as a full pass over the n-vectors does.
+    from theory.dual import _WINDOW, _Window
+
+    D, P = _instance(20_000, 4, seed=7, spread=0.3)
+    oracle = _FullFamily.of_experts(D, P)
+    lam, t0 = np.array([0.1, 0.2, 0.3, 0.4]), 0.98
+    v = oracle.v
+    first = oracle._sweep(v, lam=lam, t=t0, moments=True)[:2]
+    oracle.v_lam = lam.copy()
+    assert 0 < oracle.near.size < 0.2 * v.size
+    window = _Window(t0, first, oracle.near, v, oracle.lo, oracle.hi)
+    for t in (t0 * (1 - _WINDOW), t0 * 0.997, t0, t0 * 1.002, t0 * (1 + _WINDOW)):
+        assert window.covers(t)
+        total, free, changed = window.mass_at(t)
+        full_total, full_free = oracle._tracked_pass(v, t)
+        assert total == pytest.approx(full_total, rel=1e-13)
+        assert free == pytest.approx(full_free, rel=1e-13)
+        np.testing.assert_array_equal(changed, oracle.changes[t])
+    assert changed.size > 0  # outcomes change clipping inside the window
+    assert not window.covers(t0 * (1 + 2 * _WINDOW)) and not window.covers(t0 * (1 - 2 * _WINDOW))
+
+
+def test_solve_agrees_without_the_window(monkeypatch):
+    # A window too narrow for any level step: every level pass is a full pass.
+    import theory.dual as dual
+
+    D, P = reference_cases.instance(50_000, 5, seed=11)
+    windowed = solve_dual(D, P, tol=1e-10)
+    passes = []
+    tracked = dual._FullFamily._tracked_pass
+    monkeypatch.setattr(dual, "_WINDOW", 1e-300)
+    monkeypatch.setattr(dual._FullFamily, "_tracked_pass", lambda self, v, t: passes.append(t) or tracked(self, v, t))
+    full = solve_dual(D, P, tol=1e-10)
+    assert passes
+    assert windowed.status == full.status == "optimal"
+    assert abs(windowed.value - full.value) < 1e-10
+    assert np.abs(np.log(windowed.q) - np.log(full.q)).max() < 1e-10
+    _assert_same_lam(D, P, windowed.lam, full.lam)
