@@ -176,7 +176,8 @@ class _FullFamily:
         self.kernel = _Sweep(p, n) if kernel is None else kernel
         # The n-vector passes (water level) use longer blocks than the (p x m) ones.
         self.level_buf = BlockBuffers(n)
-        self.code_buf = np.empty(min(BLOCK, n), dtype=np.int8)
+        self.ref_buf = BlockBuffers(n)
+        self.code_buf, self.ref_code_buf = (np.empty(min(BLOCK, n), dtype=np.int8) for _ in range(2))
         self.ref, self.changes, self.near, self.window = None, {}, None, None
         # (lam, first level pass, moments, S(inf), near outcomes) of a pass made before the first evaluation.
         self.pending = None
@@ -229,14 +230,16 @@ class _FullFamily:
     def _tracked_pass(self, v, t) -> tuple[float, float]:
         """The water level's pass at ``t`` over n-vectors, noting the outcomes whose clipping
         code differs from the moments' reference pattern (``self.changes[t]``; None when
-        more than :data:`_MAX_CHANGED` of them, when a fresh pass is cheaper).
+        more than :data:`_MAX_CHANGED` of them, when a fresh pass is cheaper). The
+        reference codes are those of the pattern of ``t_ref`` (``self.ref``), rewritten
+        per block (no n-vector of codes is kept).
         """
-        lo, hi, codes = self.lo, self.hi, self.kernel.codes
+        lo, hi, t_ref = self.lo, self.hi, self.ref[0]
         n = v.shape[0]
         limit = int(_MAX_CHANGED * n)
         changed, count = [], 0
         total = free = 0.0
-        code = self.code_buf
+        code, ref_code = self.code_buf, self.ref_code_buf
         for a in range(0, n, BLOCK):
             b = min(a + BLOCK, n)
             m = b - a
@@ -249,7 +252,9 @@ class _FullFamily:
             if count <= limit:
                 at_hi = self.level_buf.m2[:m]
                 cc = _codes(c, f, hc, code[:m], at_hi)
-                np.not_equal(cc, codes[a:b], out=at_hi)
+                cr, fr = self.ref_buf.clipped(vc, lo[a:b], hc, t_ref)
+                rc = _codes(cr, fr, hc, ref_code[:m], self.ref_buf.m2[:m])
+                np.not_equal(cc, rc, out=at_hi)
                 if at_hi.any():
                     idx = np.flatnonzero(at_hi) + a
                     changed.append(idx)
@@ -489,7 +494,7 @@ class _Sweep:
     ``R = D [log c', 1_F, D_k 1_F / v]'`` (``c' = v`` on the free outcomes, ``c``
     elsewhere, so that a pattern's moments do not depend on ``t``; the Gram columns for
     few domains only), the rows with mass where ``c = 0``, and, for a pattern of ``t``,
-    every outcome's clipping code (:func:`_codes`).
+    the outcomes that change clipping within :data:`_WINDOW` of it (:meth:`_list_near`).
     """
 
     def __init__(self, p: int, n: int):
@@ -507,7 +512,6 @@ class _Sweep:
         self.floor, self.tiny = floor_row(m), np.full(m, _TINY)
         self.block = buffer(p, n, self.size)
         self.near_bufs = (np.empty(m), np.empty(m), *(np.empty(m, dtype=bool) for _ in range(3)))
-        self.codes = None
         self.start(None, None, False)
 
     def start(self, t, level, moments: bool, gram: bool = True) -> None:
@@ -519,8 +523,6 @@ class _Sweep:
         if moments:
             self.R = np.zeros((self.p, self.width))
             self.missed = np.zeros(self.R.shape[0], dtype=bool)
-            if level is None and self.codes is None:
-                self.codes = np.empty(self.n, dtype=np.int8)
 
     def riding(self, t):
         """A per-block callback for a pass made elsewhere (:func:`theory.validation.scan_instance`).
@@ -598,10 +600,8 @@ class _Sweep:
         self.R += prod
         if not c.min() > 0:
             self.missed |= (Dc[:, c <= 0] > 0).any(axis=1)
-        if self.level is None:
-            _codes(c, f, hc, self.codes[a:b], self.buf.m2[:m])
-            if self.near is not None:
-                self._list_near(a, vc, lc, hc)
+        if self.near is not None:
+            self._list_near(a, vc, lc, hc)
 
 
 def _codes(c, f, hc, out, at_hi) -> np.ndarray:
