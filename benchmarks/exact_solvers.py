@@ -158,7 +158,9 @@ class _PassCounter:
 
     ``data``: columns of (p x n) arrays read block by block (:func:`theory.blocks.block`,
     the validating pass reads two arrays) divided by n; ``level``: passes of the
-    water-level search that read only n-vectors (``v``, ``lo``, ``hi``).
+    water-level search that read the n-vectors (``v``, ``lo``, ``hi``); its steps inside
+    a moments pass's window read only the outcomes listed near the level
+    (:class:`theory.dual._Window`) and are not passes.
     """
 
     def __init__(self):

@@ -59,7 +59,9 @@ def top_mass(target, lo, hi) -> float:
     """``S(inf) = sum_{target > 0} hi + sum_{target = 0} lo``: the most the level can reach."""
     total = 0.0
     for a in range(0, target.shape[0], BLOCK):
-        total += float(np.where(target[a : a + BLOCK] > 0, hi[a : a + BLOCK], lo[a : a + BLOCK]).sum())
+        tc, hc = target[a : a + BLOCK], hi[a : a + BLOCK]
+        # A block with every target positive sums hi alone (the same sum, no temporary).
+        total += float(hc.sum() if tc.min() > 0 else np.where(tc > 0, hc, lo[a : a + BLOCK]).sum())
     return total
 
 

@@ -17,6 +17,30 @@ from theory.errors import (
 SUM_TOL = 1e-8
 #: The smallest positive double (a subnormal).
 _SMALLEST = np.nextafter(0.0, 1.0)
+#: Row-wise dot products ``sum_x a_kx b_kx`` in one pass (numpy >= 2.0; einsum before).
+_row_dots = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("ij,ij->i", a, b))
+
+
+def floor_row(m: int) -> np.ndarray:
+    """An m-vector of the smallest positive double, the floor of :func:`xlogx_rows`.
+
+    An array, not a scalar: ``np.maximum`` with a scalar operand is ~3x slower than with
+    an array (measured, numpy 2.4, 8 x 8192 block).
+    """
+    return np.full(m, _SMALLEST)
+
+
+def xlogx_rows(X: np.ndarray, work: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """``sum_x X_kx log X_kx`` for every row ``k`` of a block (``0 log 0 = 0``).
+
+    ``log(max(x, s))`` with ``s`` the smallest positive double (``floor``, a row of at
+    least the block's width, :func:`floor_row`) is ``log x`` for every ``x > 0``,
+    subnormals included (unlike ``log(max(x, tiny))``), and finite at ``x = 0``, where
+    the product is then exactly 0. ``work``: a float64 array of ``X``'s shape.
+    """
+    np.maximum(X, floor[: X.shape[1]], out=work)
+    np.log(work, out=work)
+    return _row_dots(X, work)
 
 
 def as_distributions(a, name: str, *, sum_tol: float = SUM_TOL) -> np.ndarray:
@@ -153,34 +177,33 @@ def scan_instance(domains, experts, *, sum_tol: float = SUM_TOL, check: bool = T
     size = columns(p)
     logs = np.empty((p, min(size, n)))
     d_buf, p_buf = buffer(p, n, size), buffer(p, n, size)
+    floor, ones = floor_row(min(size, n)), np.ones(min(size, n))
     # Fast path: one reduction per block and array (NaN and negative entries fail
     # min >= 0, and the hull's minimum is the experts' minimum; an infinite entry makes
     # its row sum infinite). Only a failed instance is scanned again for the precise
-    # first offending entry.
+    # first offending entry. Row sums are matrix-vector products (one BLAS call, half
+    # the time of ``sum(axis=1)`` on an 8 x 8192 block).
     suspect = uncovered = False
-    for a, b in spans(n, size):
-        Dc, Pc = block(D, a, b, d_buf), block(P, a, b, p_buf)
-        lc, hc, L = lo[a:b], hi[a:b], logs[:, : b - a]
-        np.min(Pc, axis=0, out=lc)
-        np.max(Pc, axis=0, out=hc)
-        if check:
-            suspect = suspect or not Dc.min() >= 0 or not lc.min() >= 0
-        row_mass += Dc.sum(axis=1)
-        p_mass += Pc.sum(axis=1)
-        with np.errstate(invalid="ignore"):
-            # x log x is exactly 0 at x = 0 and exact for subnormal x (unlike log(max(x, tiny))).
-            np.maximum(Dc, _SMALLEST, out=L)
-            np.log(L, out=L)
-            L *= Dc
-            neg_ent += L.sum(axis=1)
-        if v is not None:
-            np.dot(mix, Dc, out=v[a:b])
-            if each is not None:
-                each(a, b, Dc, v[a:b], lc, hc)
-        if check and not hc.min() > 0:
-            uncovered = uncovered or bool(((Dc > 0) & ~(hc > 0)[None, :]).any())
-        release(D, a, b)
-        release(P, a, b)
+    with np.errstate(invalid="ignore"):
+        for a, b in spans(n, size):
+            m = b - a
+            Dc, Pc = block(D, a, b, d_buf), block(P, a, b, p_buf)
+            lc, hc = lo[a:b], hi[a:b]
+            np.min(Pc, axis=0, out=lc)
+            np.max(Pc, axis=0, out=hc)
+            if check:
+                suspect = suspect or not Dc.min() >= 0 or not lc.min() >= 0
+            row_mass += Dc @ ones[:m]
+            p_mass += Pc @ ones[:m]
+            neg_ent += xlogx_rows(Dc, logs[:, :m], floor)
+            if v is not None:
+                np.dot(mix, Dc, out=v[a:b])
+                if each is not None:
+                    each(a, b, Dc, v[a:b], lc, hc)
+            if check and not hc.min() > 0:
+                uncovered = uncovered or bool(((Dc > 0) & ~(hc > 0)[None, :]).any())
+            release(D, a, b)
+            release(P, a, b)
     if check:
         if suspect or not (np.isfinite(row_mass).all() and np.isfinite(p_mass).all()):
             _raise_first_bad(D, P)
