@@ -22,7 +22,7 @@ import numpy as np
 
 from synthetic.models import TorchSequenceModel
 from synthetic.ngram import NGramModel
-from synthetic.weighting import DoReMi, FixedWeights, GroupDRO, WeightRule
+from synthetic.weighting import DoReMi, FixedWeights, GroupDRO, LazyReference, WeightRule
 from theory.errors import ShapeMismatchError
 from theory.validation import as_weights
 
@@ -64,7 +64,9 @@ def train_doremi(data, references, *, V: int, T: int, width: int = 8, eta: float
     data = list(data)
     if len(references) != len(data):
         raise ShapeMismatchError(f"need one reference model per domain: {len(data)} domains, {len(references)} references")
-    ref_nll = [-r.token_log_probs(d).mean(axis=1) for r, d in zip(references, data)]
+    # Reference losses only of the windows the proxy's minibatches draw (computed on first use).
+    ref_nll = [LazyReference(lambda idx, r=r, d=np.asarray(d): -r.token_log_probs(d[idx]).mean(axis=1), len(d))
+               for r, d in zip(references, data)]
     rule = DoReMi(ref_nll, eta=eta)
     TorchSequenceModel(V, T, width, arch=arch, seed=seed, name="doremi-proxy").fit(data, rule=rule, **fit_kwargs)
     lam = rule.average
