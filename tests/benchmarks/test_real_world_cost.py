@@ -7,10 +7,10 @@ from figures.fig14_real_world import configs
 def test_units_scale_with_the_profile():
     full = configs("full")[0]
     u = units(full, windows=8000, test_windows=3600, fit_steps=1500, p=4)
-    assert u["experts"] == 300 * 4 and u["monolithic"] == 300
-    assert u["cache"] == (8000 + 3 * 1000 * 4) * 4  # every window and expert sample under every expert
+    assert u["experts"] == full["steps"] * 4 and u["monolithic"] == full["steps"]
+    assert u["cache"] == (8000 + 3 * full["m_expert"] * 4) * 4  # every window and expert sample under every expert
     assert u["test scoring"] == 3600 * 3 and u["gate fit"] == 1500
-    double = units({**full, "steps": 600, "m_expert": 2000}, windows=8000, test_windows=3600, fit_steps=1500, p=4)
+    double = units({**full, "steps": 2 * full["steps"], "m_expert": 2 * full["m_expert"]}, windows=8000, test_windows=3600, fit_steps=1500, p=4)
     assert double["experts"] == 2 * u["experts"] and double["cache"] > u["cache"]
 
 
