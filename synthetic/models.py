@@ -91,7 +91,7 @@ class CausalTransformer(nn.Module):
         att = (scores.softmax(dim=-1).unsqueeze(-2) @ values).squeeze(-2).reshape(m, -1)
         h = h + self.proj(att)
         h = h + self.mlp(self.ln2(h))
-        return self.head(self.ln_out(h)).log_softmax(dim=-1)
+        return _log_softmax(self.head(self.ln_out(h)))
 
 
 class CausalGRU(nn.Module):
@@ -113,7 +113,7 @@ class CausalGRU(nn.Module):
     def step(self, token: torch.Tensor, t: int, state: dict) -> torch.Tensor:
         """``log pi(. | prefix)`` after reading ``token`` (m,), carrying the GRU's hidden state."""
         out, state["h"] = self.gru(self.tok(token).unsqueeze(1), state["h"])
-        return self.head(out[:, 0]).log_softmax(dim=-1)
+        return _log_softmax(self.head(out[:, 0]))
 
 
 @dataclass
