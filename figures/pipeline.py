@@ -86,14 +86,20 @@ class Context:
         return run_sweep(func, configs, stage=stage, cache=self.cache, runner=self.runner)
 
     def _write(self, path: Path, data: bytes, configs, results, extra) -> Path:
-        """Write ``data`` to ``path``, then its provenance record (both atomic)."""
-        write_bytes(path, data)
+        """Write ``data`` to ``path``, then its provenance record (both atomic).
+
+        The pair is written under the output's lock: two runs writing the same figure
+        at once would otherwise interleave, leaving one run's file beside the other's
+        record.
+        """
         seeds, checksums = collect_provenance(configs, results)
         rec = provenance.record(
             output=str(path.relative_to(self.results)), profile=self.profile, seeds=seeds,
             configs=list(configs), checksums=checksums, extra=extra, output_sha256=provenance.checksum(data),
         )
-        provenance.write_record(path, rec)
+        with locked(path):
+            write_bytes(path, data)
+            provenance.write_record(path, rec)
         return path
 
     def write_table(self, name: str, df: pd.DataFrame, *, configs, results, extra=None,
