@@ -56,6 +56,14 @@ def _add_fit(sub) -> None:
     fit.add_argument("--no-z-debias", dest="z_debias", action="store_false",
                      help="do not move the training constraint's Z target by the measured optimism "
                           "(held-out minus training Z); by default the held-out Z is driven to one")
+    fit.add_argument("--validation", metavar="VAL.npz",
+                     help="held-out samples of every domain (and expert) in the format of DATA.npz, e.g. the cache's "
+                          "VAL.npz: the fit returns the checked iterate with the best robust objective on them "
+                          "(renormalised by Z), among those within tolerance, and measures the held-out Z on their "
+                          "expert samples (in place of --z-holdout)")
+    fit.add_argument("--start", choices=["init", "best-static"], default="init",
+                     help="init: the gate's own initialisation; best-static: the best constant gate of the game "
+                          "on the training samples, solved exactly (the fit then starts at Z = 1)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     fit.add_argument("--threads", type=_positive(int),

@@ -119,53 +119,95 @@ def z_with_se(log_gate_on_experts: list[torch.Tensor]) -> tuple[float, float]:
     return z, math.sqrt(var)
 
 
-def excess_instance(domain_logp: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+def excess_instance(domain_logp: list[np.ndarray], *, shifts=None,
+                    weights: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """A finite instance whose constant-gate KL game is the excess game of the cached windows.
 
     Outcomes: every cached window (windows of different domains kept distinct) and one
     outcome ``r`` for the rest of the mass. ``D_k`` is uniform on the ``m_k`` windows of
-    domain k. For a window x of domain k, with ``M(x) = max_j log pi_j(x)`` and
-    ``c_k = E_{D_k}[M(x) - log pi_k(x)] >= 0``,
-    ``P_j(x) = exp(log pi_j(x) - M(x) + c_k) / (m_k C)``, with ``C`` twice the largest row
-    mass so that ``P_j(r) >= 1/2``. Then for constant weights w,
-    ``KL(D_k || w P) = E_{D_k}[log pi_k(x) - log sum_j w_j pi_j(x)] + log C``: the excess
-    plus a constant common to all domains, so both games have the same minimiser w and
-    values differing by ``log C``.
+    domain k (or proportional to ``weights[k]``). For a window x of domain k, with
+    ``M(x) = max_j log pi_j(x)`` and ``c_k = E_{D_k}[M(x) - log pi_k(x)] >= 0``,
+    ``P_j(x) = D_k(x) exp(log pi_j(x) - M(x) + c_k - s_k) / C``, with ``s_k`` the shift of
+    domain k (default 0) and ``C`` twice the largest row mass so that ``P_j(r) >= 1/2``.
+    Then for constant weights w,
+    ``KL(D_k || w P) = E_{D_k}[log pi_k(x) - log sum_j w_j pi_j(x)] + s_k + log C``: the
+    excess plus the shift plus a constant common to all domains, so the constant-gate KL
+    game is the shifted excess game (the same minimiser w; values differing by ``log C``).
+    The fit's adversaries are shifted excess games: ``s_k = 0`` (excess),
+    ``s_k = E_{D_k}[-log pi_k] - H_k`` (KL), ``s_k = E_{D_k}[-log pi_k]`` (raw NLL).
 
     Shifting each window by its best expert (rather than by its own) keeps every entry
     representable however far apart the experts are on single windows: only the domains'
-    average gaps ``c_k`` enter the scale (a window whose best expert beats its own by
-    more than ~700 nats made the own-expert entries underflow to zero).
+    average gaps ``c_k`` (and the shifts, less their minimum) enter the scale (a window
+    whose best expert beats its own by more than ~700 nats made the own-expert entries
+    underflow to zero).
 
     Returns ``D``, ``P`` (p x (n+1)) and ``log C``.
     """
     p = len(domain_logp)
-    blocks = []
+    shifts = np.zeros(p) if shifts is None else np.asarray(shifts, dtype=np.float64).reshape(p)
+    if not np.isfinite(shifts).all():
+        raise InputError(f"the shifts of the excess game must be finite, got {shifts.tolist()}")
+    shifts = shifts - shifts.min()
+    probs = []
     for k, lp in enumerate(domain_logp):
+        if weights is None or weights[k] is None:
+            probs.append(np.full(len(lp), 1.0 / len(lp)))
+        else:
+            w = np.asarray(weights[k], dtype=np.float64)
+            probs.append(w / w.sum())
+    blocks = []
+    for k, (lp, d) in enumerate(zip(domain_logp, probs)):
         own = lp[:, k]
-        if not np.isfinite(own).all():
+        if not np.isfinite(own[d > 0]).all():
             raise InputError(f"expert {k} gives probability zero to a window of its own domain: the excess is infinite")
         best = lp.max(axis=1)
-        gap = float(np.mean(best - own))
-        blocks.append((lp - best[:, None] + gap - math.log(len(lp))).T)  # (p x m_k)
+        gap = float(d[d > 0] @ (best - own)[d > 0])
+        with np.errstate(divide="ignore"):
+            blocks.append((lp - best[:, None] + gap - shifts[k] + np.log(d)[:, None]).T)  # (p x m_k)
     logP = np.concatenate(blocks, axis=1)
     log_c = float(np.max(logsumexp(logP, axis=1))) + math.log(2.0)
     P = np.exp(logP - log_c)
     P = np.concatenate([P, 1.0 - P.sum(axis=1, keepdims=True)], axis=1)
-    n = logP.shape[1]
-    D = np.zeros((p, n + 1))
+    D = np.zeros((p, logP.shape[1] + 1))
     start = 0
-    for k, lp in enumerate(domain_logp):
-        D[k, start:start + len(lp)] = 1.0 / len(lp)
-        start += len(lp)
+    for k, d in enumerate(probs):
+        D[k, start:start + len(d)] = d
+        start += len(d)
     return D, P, log_c
 
 
-def best_static_gate(domain_logp: list[np.ndarray], *, solver: str = "dual", tol: float = 1e-9):
-    """Constant weights minimising the worst-domain excess on cached windows; (w, theory result, log C)."""
-    D, P, log_c = excess_instance(domain_logp)
-    res = solve_robust(D, P, family="constant", solver=solver, tol=tol)
+def best_static_gate(domain_logp: list[np.ndarray], *, shifts=None, weights=None, prior=None, solver: str = "dual",
+                     tol: float = 1e-9):
+    """Constant weights minimising the worst-domain (shifted) excess on cached windows; (w, theory result, log C).
+
+    ``min_w max_{lam in Lambda} sum_k lam_k (E_{D_k}[log pi_k(x) - log sum_j w_j pi_j(x)] + s_k)``,
+    solved exactly on :func:`excess_instance`; ``res.value - log C`` is the optimal value.
+    """
+    D, P, log_c = excess_instance(domain_logp, shifts=shifts, weights=weights)
+    res = solve_robust(D, P, family="constant", solver=solver, tol=tol, prior=prior)
     return np.asarray(res.gate[0], dtype=np.float64), res, log_c
+
+
+def best_static_for(domains: list[SampleSet], *, adversary: str, entropies=None, prior=None):
+    """The best constant gate of a fit's game on its domain samples (weights w, theory result).
+
+    The adversary's losses of a constant gate are shifted excesses (:func:`excess_instance`):
+    ``a_k = excess_k + s_k`` with ``s_k = 0`` (``"excess"``), ``own_k - H_k`` (``"kl"``) or
+    ``own_k`` (``"nll"``), ``own_k = E_{D_k}[-log pi_k]``. A fit started there
+    (:func:`modular.gates.start_at_constant`) begins at the best input-independent gate.
+    """
+    logps = [d.logp.double().numpy() for d in domains]
+    weights = [None if d.weight is None else d.probabilities().numpy() for d in domains]
+    own = np.array([float(d.probabilities() @ -d.logp[:, k].double()) for k, d in enumerate(domains)])
+    if adversary == "excess":
+        shifts = None
+    elif adversary == "kl":
+        shifts = own - np.asarray(entropies, dtype=np.float64)
+    else:
+        shifts = own
+    w, res, _ = best_static_gate(logps, shifts=shifts, weights=weights, prior=prior)
+    return w, res
 
 
 @dataclass
@@ -213,8 +255,14 @@ def score(methods: list[Method], domains: list[SampleSet], mixtures: list[np.nda
     return rows
 
 
-def evaluate_gate(loaded: LoadedGate, test_path, *, mixtures: list[np.ndarray] | None = None) -> dict:
-    """Score the gate and the baselines on a cached test split (see the module docstring)."""
+def evaluate_gate(loaded: LoadedGate, test_path, *, mixtures: list[np.ndarray] | None = None,
+                  static_from=None) -> dict:
+    """Score the gate and the baselines on a cached test split (see the module docstring).
+
+    The best static gate is solved on the windows of ``static_from`` (a cached split of the
+    same experts, e.g. the gate's training DATA.npz) when given; otherwise on the test
+    windows themselves, where it is an oracle (its weights have seen the test data).
+    """
     info = describe_data(test_path)
     check_gate_matches(loaded.meta, info)
     domains, experts = load_npz(test_path)
@@ -236,9 +284,16 @@ def evaluate_gate(loaded: LoadedGate, test_path, *, mixtures: list[np.ndarray] |
     for j in range(p):
         methods.append(_static(f"expert {names[j]} alone", domains, np.eye(p)[j]))
     methods.append(_static("uniform static", domains, np.full(p, 1.0 / p)))
-    w, res, log_c = best_static_gate([d.logp.numpy() for d in domains])
-    methods.append(_static("best static", domains, w, note=f"w = {np.round(w, 4).tolist()} ({res.status}, "
-                                                             f"gap {res.gap:.1e})"))
+    if static_from is None:
+        static_domains, where = domains, "the test windows (an oracle)"
+    else:
+        check_gate_matches(loaded.meta, describe_data(static_from), what="gate's data and --static-from")
+        static_domains, where = load_npz(static_from)[0], str(static_from)
+        if static_domains[0].p != p:
+            raise InputError(f"{static_from} has p={static_domains[0].p} domains, the test split p={p}")
+    w, res, log_c = best_static_gate([d.logp.numpy() for d in static_domains])
+    methods.append(_static("best static", domains, w, note=f"w = {np.round(w, 4).tolist()} fitted on {where} "
+                                                             f"({res.status}, gap {res.gap:.1e})"))
     post_dom = gated([posterior_log_gate(d.logp) for d in domains])
     pz, pz_se = z_with_se([posterior_log_gate(e.logp) for e in experts])
     methods.append(Method("posterior (BTM/DEMix), raw", post_dom, pz, pz_se, note="not normalised: Z != 1"))
@@ -250,7 +305,7 @@ def evaluate_gate(loaded: LoadedGate, test_path, *, mixtures: list[np.ndarray] |
         "windows": [d.m for d in domains], "expert_samples": [e.m for e in experts],
         "mixtures": [lam.tolist() for lam in mixtures], "units": "nats per token",
         "best_static": {"w": w.tolist(), "worst_excess": (res.value - log_c) / T, "status": res.status,
-                        "gap": res.gap, "lam": res.lam.tolist()},
+                        "gap": res.gap, "lam": res.lam.tolist(), "fitted_on": where},
         "methods": rows,
     }
 

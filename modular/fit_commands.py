@@ -108,6 +108,24 @@ def _prepare_features(kind: str, sets) -> None:
             s.features = s.features.double().reshape(s.m, -1)
 
 
+def _validation_sets(args, p: int, have_experts: bool):
+    """The domain and expert samples of ``--validation`` (None, None without it)."""
+    if args.validation is None:
+        return None, None
+    if args.solver == "exact":
+        raise InputError("--validation selects among the iterates of the stochastic fit; --solver exact has none")
+    domains, experts = load_npz(args.validation)
+    if domains[0].p != p:
+        raise InputError(f"--validation {args.validation} has p={domains[0].p} experts, the data p={p}")
+    _prepare_features(args.gate, domains + (experts or []))
+    # Its expert samples measure the held-out Z when the fit estimates Z from expert samples.
+    unbiased = have_experts and (args.z_estimator is None or args.z_estimator in UNBIASED)
+    if unbiased and args.z_holdout:
+        raise InputError("--z-holdout splits the training expert samples; with --validation the held-out Z is "
+                         "measured on its expert samples: give one or the other")
+    return domains, (experts if unbiased else None)
+
+
 def run_fit(args) -> tuple[dict, int]:
     for path, what in ((args.checkpoint, "--checkpoint"), (args.save, "--save"), (args.out, "--out")):
         _check_writable(path, what)
@@ -129,6 +147,18 @@ def run_fit(args) -> tuple[dict, int]:
     if args.holdout:
         train_d, held_d = split_holdout(domains, args.holdout, args.seed)
         train_e, held_e = split_holdout(experts, args.holdout, args.seed)
+    val_d, val_e = _validation_sets(args, p, experts is not None)
+    if args.start == "best-static":
+        from modular.evaluate import best_static_for
+        from modular.gates import start_at_constant
+
+        if adversary == "kl" and args.entropy is None:
+            raise InputError("--start best-static with --adversary kl needs --entropy")
+        w, static = best_static_for(train_d, adversary=adversary, entropies=args.entropy, prior=prior)
+        start_at_constant(gate, w)
+        lam0 = static.lam
+    else:
+        lam0 = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BiasedEstimatorWarning)
         if args.solver == "exact":
@@ -145,7 +175,7 @@ def run_fit(args) -> tuple[dict, int]:
                 decay_steps=args.decay_steps, lam_iterate=args.lam_iterate, gate_iterate=args.gate_iterate,
                 prior=prior, tol_gap=args.tol_gap, tol_z=args.tol_z, until_converged=args.until_converged,
                 check_every=args.check_every, device=args.device, seed=args.seed, progress=args.progress,
-                z_holdout=args.z_holdout, z_debias=args.z_debias,
+                z_holdout=args.z_holdout, z_debias=args.z_debias, validation=val_d, validation_experts=val_e, lam0=lam0,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, handle_sigint=True,
             )
     out = res.summary()
@@ -265,8 +295,12 @@ def _print_fit(out: dict) -> None:
     print(f"Z = {_num(out['z'], '.5f')} on the training samples ({out['z_estimator']}"
           f"{'' if out['z_unbiased'] else ', biased'}; target {_num(out.get('z_target', 1.0), '.5f')})")
     if out.get("z_holdout") is not None or out.get("z_holdout_se") is not None:
-        print(f"Z = {_num(out['z_holdout'], '.5f')} +- {_num(out['z_holdout_se'], '.5f')} on held-out expert samples "
-              f"({_num(out.get('z_holdout_fraction'), 'g')} of each set, not trained on)")
+        where = ("the validation expert samples" if out.get("z_holdout_source") == "validation" else
+                 f"held-out expert samples ({_num(out.get('z_holdout_fraction'), 'g')} of each set, not trained on)")
+        print(f"Z = {_num(out['z_holdout'], '.5f')} +- {_num(out['z_holdout_se'], '.5f')} on {where}")
+    if out.get("selected_step") is not None:
+        print(f"returned the check at step {out['selected_step']}: robust objective on the validation domains "
+              f"{_num(out.get('validation_value'), '.5f')} (renormalised by Z)")
     gap = "nan" if out["gap"] is None else f"{out['gap']:.3g}"
     z_res = "nan" if out["z_residual"] is None else f"{out['z_residual']:.3g}"
     line = (f"status {out['status']}: adversary's gap {gap} (tol {out['tol_gap']:g}), "

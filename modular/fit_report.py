@@ -4,7 +4,8 @@
 ``z`` and smoothed ``z_ema``, ``nll_k``, ``adversary_loss_k``); ``residuals.csv``: one row
 per whole-set check (``step``, the adversary's ``gap``, the training-sample ``z``, its
 ``z_target`` and ``z_residual = |z - z_target|``, and ``z_holdout``, Z on the held-out expert
-samples, NaN without a hold-out);
+samples, NaN without a hold-out, and ``validation``, the renormalised robust objective on the
+validation domains by which the returned check was selected, NaN without them);
 ``fit.png``: lambda, the per-domain losses, Z, and the two residuals against their
 tolerances (log scale).
 """
@@ -35,7 +36,9 @@ def curves_frames(res: RobustGateResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     target = np.asarray(h.get("check_z_target", np.ones(len(z))), dtype=np.float64)
     checks = pd.DataFrame({"step": h.get("check_step", np.zeros(0)), "gap": h.get("check_gap", np.zeros(0)),
                            "z": z, "z_target": target, "z_residual": np.abs(z - target),
-                           "z_holdout": np.asarray(h.get("check_z_holdout", np.full(len(z), np.nan)), dtype=np.float64)})
+                           "z_holdout": np.asarray(h.get("check_z_holdout", np.full(len(z), np.nan)), dtype=np.float64),
+                           "validation": np.asarray(h.get("check_validation", np.full(len(z), np.nan)),
+                                                    dtype=np.float64)})
     return curves, checks
 
 

@@ -50,6 +50,52 @@ def gated_log_prob(gate_logits: torch.Tensor, expert_logp: torch.Tensor) -> torc
     return mixture_log_prob(torch.log_softmax(gate_logits, dim=-1), expert_logp)
 
 
+def output_layer(gate: nn.Module) -> nn.Linear | None:
+    """The affine layer that produces a gate's logits (None for :class:`TabularGate`).
+
+    Every gate of this module ends in one (``linear``, ``net[-1]``, ``head``); another
+    module may name its own with an ``output_layer`` attribute.
+    """
+    for name in ("output_layer", "head", "linear"):
+        layer = getattr(gate, name, None)
+        if isinstance(layer, nn.Linear):
+            return layer
+    net = getattr(gate, "net", None)
+    if isinstance(net, nn.Sequential) and isinstance(net[-1], nn.Linear):
+        return net[-1]
+    return None
+
+
+def start_at_constant(gate: nn.Module, w) -> nn.Module:
+    """Make the gate the constant gate ``g(x, .) = w`` for every input x (in place).
+
+    The constant gates are a subfamily of every gate here: the output layer's weights set
+    to zero and its bias to ``log w`` (a tabular gate's every row to ``log w``). A fit
+    started there begins at the constant gate's value with ``Z = sum_k w_k = 1`` exactly,
+    and the first step already moves the hidden layers (the output weights receive a
+    gradient, through which the rest then does). Weights below ``1e-12`` are raised to it
+    (a logit of ``-inf`` would never move).
+    """
+    w = torch.as_tensor(w, dtype=torch.float64).reshape(-1)
+    if w.numel() == 0 or not torch.isfinite(w).all() or (w < 0).any() or float(w.sum()) <= 0:
+        raise InvalidOptionError(f"constant gate weights must be non-negative, finite and not all zero, got {w.tolist()}")
+    log_w = torch.log(torch.clamp(w / w.sum(), min=1e-12))
+    with torch.no_grad():
+        if isinstance(gate, TabularGate):
+            if log_w.numel() != gate.p:
+                raise ShapeMismatchError(f"{log_w.numel()} constant weights for a gate over p={gate.p} experts")
+            gate.logits.copy_(log_w.to(gate.logits).expand_as(gate.logits))
+            return gate
+        layer = output_layer(gate)
+        if layer is None or layer.bias is None:
+            raise InvalidOptionError(f"{type(gate).__name__} has no output layer with a bias to start at a constant gate")
+        if log_w.numel() != layer.out_features:
+            raise ShapeMismatchError(f"{log_w.numel()} constant weights for a gate over p={layer.out_features} experts")
+        layer.weight.zero_()
+        layer.bias.copy_(log_w.to(layer.bias))
+    return gate
+
+
 class _Standardise(nn.Module):
     """Fixed affine map ``(z - mean) / std`` whose statistics travel with the state dict.
 

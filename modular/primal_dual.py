@@ -484,7 +484,8 @@ class FitInterrupted(KeyboardInterrupt):
 
 #: Series recorded in a fit's history (and its checkpoint).
 HISTORY_KEYS = ("step", "seconds", "lam", "mu", "z", "z_ema", "loss", "nll", "adversary_loss",
-                "check_step", "check_gap", "check_z", "check_z_holdout", "check_z_target")
+                "check_step", "check_gap", "check_z", "check_z_holdout", "check_z_target", "check_validation",
+                "check_converged")
 
 
 def _load_checkpoint(path: str, dev, config: dict, budget: int) -> dict:
@@ -531,6 +532,19 @@ def _load_checkpoint(path: str, dev, config: dict, budget: int) -> dict:
 
 
 
+def _checkpoint_best(state: dict, path: str, selecting: bool, dev, dtype) -> dict | None:
+    """The selected check stored in a checkpoint (None before the first check or without validation)."""
+    best = state.get("best")
+    if best is None or not selecting:
+        return None
+    ok = (isinstance(best, dict) and isinstance(best.get("step"), int) and isinstance(best.get("ok"), bool)
+          and isinstance(best.get("value"), float) and isinstance(best.get("gate"), dict)
+          and all(isinstance(best.get(k), torch.Tensor) for k in ("lam", "z_target")))
+    if not ok:
+        raise InputError(f"checkpoint {path}: its selected check is not that of this fit")
+    return dict(best, lam=best["lam"].to(device=dev, dtype=dtype), z_target=best["z_target"].to(device=dev, dtype=dtype))
+
+
 def check_fit_inputs(domains, expert_samples, z_estimator) -> tuple[int, str]:
     """Check the sample sets and the Z estimator of a fit; returns p and the estimator to use.
 
@@ -571,6 +585,7 @@ def fit_robust_gate(
     mu0: float = 1.0,
     z_decay: float = 0.9,
     prior: PriorSet | None = None,
+    lam0=None,
     lam_iterate: str = "poly",
     gate_iterate: str = "poly",
     average_eta: float = 3.0,
@@ -580,6 +595,8 @@ def fit_robust_gate(
     until_converged: bool = False,
     z_holdout: float | None = None,
     z_debias: bool = True,
+    validation: list[SampleSet] | None = None,
+    validation_experts: list[SampleSet] | None = None,
     check_every: int = 100,
     patience: int = 3,
     device=None,
@@ -629,6 +646,11 @@ def fit_robust_gate(
         schedule); augmented-Lagrangian weight; initial mu; EMA factor of Z.
     prior : theory.PriorSet, optional
         Lambda (box bounds only, ``PriorSet(p, lower=lo, upper=hi)``); the simplex when None.
+    lam0 : array (p,), optional
+        The adversary's first mixture, a point of Lambda with no zero entry (default: Lambda's
+        feasible point, uniform on the simplex); with a gate started at the best constant
+        gate, that game's least-favourable mixture
+        (:func:`modular.evaluate.best_static_for`) starts both players at its saddle point.
     lam_iterate, gate_iterate : {"poly", "average", "last"}
         Which lam and which gate to return (module docstring); ``average_eta`` is the
         ``eta`` of ``"poly"``; ``"average"`` runs over steps ``>= average_from`` (default
@@ -653,6 +675,21 @@ def fit_robust_gate(
         iterate), so that the gate's held-out, not its training, Z is driven to one: the
         training samples' optimism is measured and subtracted. The gate stays a gate of its
         family (no rescaling: ``g(x, .)`` is a softmax, and scaling g would leave the simplex).
+    validation : list of SampleSet, optional
+        Samples of every domain that the fit does not train on (a cache's VAL.npz). At
+        step 0 and at every check the fit measures, at the iterate it would return, the
+        robust objective on them renormalised by the gate's mass,
+        ``V_val = max_{lam' in Lambda} sum_k lam'_k a_k(validation) + log Z`` (``Z`` on the
+        held-out expert samples when there are any, else on the training ones: the
+        objective of the normalised model ``pi_g / Z``), and returns the checked iterate
+        with the lowest ``V_val`` among those whose residuals are within tolerance (among
+        all checked ones when none is): model selection on held-out data, which stops a
+        flexible gate from returning an iterate that has memorised its training windows.
+        ``result.info["selected_step"]`` says which.
+    validation_experts : list of SampleSet, optional
+        Samples of every expert that the fit does not train on (VAL.npz's expert samples):
+        the held-out Z sets, in place of the ``z_holdout`` split of ``expert_samples``
+        (which then all train). Needs an unbiased ``z_estimator``.
     until_converged, check_every, patience
         Every ``check_every`` steps the residuals are measured on the whole sets at the
         returned iterate and recorded; with ``until_converged`` the fit stops once they are
@@ -683,8 +720,20 @@ def fit_robust_gate(
     RobustGateResult
     """
     p, z_estimator = check_fit_inputs(domains, expert_samples, z_estimator)
-    holdout = _holdout_fraction(z_holdout, expert_samples, z_estimator)
-    train_e, held_e = (expert_samples, None) if holdout == 0 else split_holdout(expert_samples, holdout, seed)
+    if validation is not None:
+        check_sets(validation, "validation domains", p)
+    if validation_experts is not None:
+        check_sets(validation_experts, "validation expert samples", p)
+        if z_estimator not in UNBIASED:
+            raise InvalidOptionError(f"validation expert samples measure Z by an unbiased estimator "
+                                     f"({', '.join(sorted(UNBIASED))}), not {z_estimator!r}")
+        if z_holdout not in (None, 0, 0.0):
+            raise InvalidOptionError("z_holdout splits the training expert samples; with validation expert samples "
+                                     "those are the held-out ones: give one or the other")
+        holdout, train_e, held_e = 0.0, expert_samples, validation_experts
+    else:
+        holdout = _holdout_fraction(z_holdout, expert_samples, z_estimator)
+        train_e, held_e = (expert_samples, None) if holdout == 0 else split_holdout(expert_samples, holdout, seed)
     z_debias = bool(z_debias) and held_e is not None
     ent = _check_options(adversary, entropies, lam_iterate, gate_iterate, lr_schedule, p)
     prior = as_prior(prior, p)
@@ -729,7 +778,7 @@ def fit_robust_gate(
     avg_fn = (lambda a, x, n: a + (x - a) * _poly_weight(n, average_eta)) if gate_iterate == "poly" else None
     gate_avg = AveragedModel(gate, avg_fn=avg_fn, use_buffers=True) if gate_iterate != "last" else None
     generator = torch.Generator().manual_seed(seed)
-    lam = torch.as_tensor((PriorSet(p) if prior is None else prior).feasible_point(), dtype=dtype, device=dev)
+    lam = torch.as_tensor(_start_lam(lam0, prior, p), dtype=dtype, device=dev)
     lam_avg = lam.clone()
     n_avg = 0
     mu = torch.tensor(float(mu0), dtype=dtype, device=dev)
@@ -737,14 +786,18 @@ def fit_robust_gate(
     z_target = torch.tensor(1.0, dtype=dtype, device=dev)
     history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
     start, elapsed, streak = 0, 0.0, 0
+    best = None  # with validation: the selected check (step, value, ok, gate state, lam, z_target)
     config = dict(p=p, data=data_fingerprint(domains, expert_samples), adversary=adversary, z_estimator=z_estimator,
                   steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, decay_steps=decay_steps,
                   weight_decay=weight_decay, lam_lr=lam_lr, mu_lr=mu_lr, penalty=penalty, mu0=float(mu0),
                   z_decay=float(z_decay), lam_bounds=None if not bounded else [lo_np.tolist(), hi_np.tolist()],
-                  seed=seed, lam_iterate=lam_iterate, gate_iterate=gate_iterate, average_eta=average_eta,
+                  seed=seed, lam0=None if lam0 is None else _start_lam(lam0, prior, p).tolist(),
+                  lam_iterate=lam_iterate, gate_iterate=gate_iterate, average_eta=average_eta,
                   average_from=average_from, log_every=log_every, check_every=check_every,
                   until_converged=bool(until_converged), patience=patience, tol_gap=tol_gap, tol_z=tol_z,
                   z_holdout=holdout, z_debias=z_debias,
+                  validation=None if validation is None else data_fingerprint(validation),
+                  validation_experts=None if validation_experts is None else data_fingerprint(validation_experts),
                   entropies=None if ent is None else ent.tolist(), dtype=str(dtype))
 
     if checkpoint is not None and os.path.exists(checkpoint):
@@ -763,6 +816,7 @@ def fit_robust_gate(
                                              for k in ("lam", "lam_avg", "mu", "z_ema", "z_target"))
         n_avg, start, elapsed, streak = state["n_avg"], state["step"], state["seconds"], state["streak"]
         history = state["history"]
+        best = _checkpoint_best(state, checkpoint, validation is not None, dev, dtype)
 
     def save(step: int) -> None:
         tmp = f"{checkpoint}.tmp{os.getpid()}"
@@ -770,7 +824,7 @@ def fit_robust_gate(
                         gate_avg=None if gate_avg is None else gate_avg.state_dict(), optimizer=opt.state_dict(),
                         schedule=schedule.state_dict(), generator=generator.get_state(), lam=lam, lam_avg=lam_avg,
                         mu=mu, z_ema=z_ema, z_target=z_target, n_avg=n_avg, step=step, streak=streak,
-                        seconds=elapsed + time.perf_counter() - t0, history=history), tmp)
+                        seconds=elapsed + time.perf_counter() - t0, history=history, best=best), tmp)
         os.replace(tmp, checkpoint)
 
     def returned_gate() -> nn.Module:
@@ -780,9 +834,42 @@ def fit_robust_gate(
         return lam if lam_iterate == "last" else lam_avg
 
     own_nll = _own_nll(domains, dev, dtype)
+    own_val = None if validation is None else _own_nll(validation, dev, dtype)
+
+    def check(step: int) -> tuple[Residuals, float | None, float | None, bool]:
+        """The whole-set residuals at the returned iterate; with validation, keep it if it is the best so far."""
+        nonlocal best
+        lam_now = returned_lam().cpu().numpy().astype(np.float64)
+        res = residuals(returned_gate(), lam_now, domains, train_e if use_experts else domains,
+                        adversary=adversary, entropies=ent, z_estimator=z_estimator, prior=prior,
+                        own_nll=own_nll, chunk=eval_chunk)
+        zh, zh_se = _holdout_z(returned_gate(), held_e, z_estimator, eval_chunk)
+        gate.train()
+        ok = status_of(res.gap, res.z, tol_gap, tol_z, z_target=float(z_target), z_holdout=zh,
+                       z_holdout_se=zh_se) == CONVERGED
+        value = float("nan")
+        if validation is not None:
+            value = validation_value(returned_gate(), validation, adversary=adversary, entropies=ent, prior=prior,
+                                     own_nll=own_val, z=res.z if zh is None else zh, chunk=eval_chunk)
+            gate.train()
+            if best is None or (not ok, value) < (not best["ok"], best["value"]):
+                best = dict(step=step, value=value, ok=ok, z_target=z_target.detach().clone(),
+                            lam=returned_lam().detach().clone(),
+                            gate={k: v.detach().clone() for k, v in returned_gate().state_dict().items()})
+        history["check_step"].append(step)
+        history["check_gap"].append(res.gap)
+        history["check_z"].append(res.z)
+        history["check_z_holdout"].append(float("nan") if zh is None else zh)
+        history["check_z_target"].append(float(z_target))
+        history["check_validation"].append(value)
+        history["check_converged"].append(float(ok))
+        return res, zh, zh_se, ok
+
     done = start
     stopped = streak >= patience and until_converged
     t0 = time.perf_counter()
+    if validation is not None and start == 0:
+        check(0)  # the starting gate is a candidate too (a constant start: the best constant gate)
     gate.train()
     with _SigintFlag(handle_sigint) as sigint:
         bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="primal-dual")
@@ -841,18 +928,7 @@ def fit_robust_gate(
                 if callback is not None:
                     callback(done, record)
             if done % check_every == 0 or done == steps:
-                res = residuals(returned_gate(), returned_lam().cpu().numpy().astype(np.float64), domains,
-                                train_e if use_experts else domains, adversary=adversary, entropies=ent,
-                                z_estimator=z_estimator, prior=prior, own_nll=own_nll, chunk=eval_chunk)
-                zh, zh_se = _holdout_z(returned_gate(), held_e, z_estimator, eval_chunk)
-                gate.train()
-                history["check_step"].append(done)
-                history["check_gap"].append(res.gap)
-                history["check_z"].append(res.z)
-                history["check_z_holdout"].append(float("nan") if zh is None else zh)
-                history["check_z_target"].append(float(z_target))
-                ok = status_of(res.gap, res.z, tol_gap, tol_z, z_target=float(z_target), z_holdout=zh,
-                               z_holdout_se=zh_se) == CONVERGED
+                res, zh, zh_se, ok = check(done)
                 streak = streak + 1 if ok else 0
                 stopped = until_converged and streak >= patience
                 # The target moves for the steps to come only: the returned gate is judged by the one it played.
@@ -869,11 +945,16 @@ def fit_robust_gate(
     seconds = elapsed + time.perf_counter() - t0
 
     out_gate = returned_gate()
-    out_gate.eval()
     # In float64 and summing to one to float64 precision whatever the fit's dtype (a float32 fit's
     # lam sums to 1 - 2e-7, which the float64 tools downstream refuse as weights).
     lam_last = _float64_weights(lam)
     lam_out = _float64_weights(returned_lam()) if n_avg else lam_last
+    if best is not None:
+        # The selected check's gate and mixture, judged against the Z target it played.
+        out_gate.load_state_dict(best["gate"])
+        lam_out = _float64_weights(best["lam"])
+        z_target = best["z_target"]
+    out_gate.eval()
     res = residuals(out_gate, lam_out, domains, train_e if use_experts else domains, adversary=adversary,
                     entropies=ent, z_estimator=z_estimator, prior=prior, own_nll=own_nll, chunk=eval_chunk)
     zh, zh_se = _holdout_z(out_gate, held_e, z_estimator, eval_chunk)
@@ -893,8 +974,28 @@ def fit_robust_gate(
                   batch_size=batch_size, lam_bounds=config["lam_bounds"], max_steps=steps,
                   until_converged=bool(until_converged), data_fingerprint=config["data"],
                   z_holdout_fraction=holdout, z_holdout_m=None if held_e is None else [s.m for s in held_e],
-                  z_debias=z_debias),
+                  z_debias=z_debias, z_holdout_source=None if held_e is None else (
+                      "validation" if validation_experts is not None else "split"),
+                  selected_step=None if best is None else int(best["step"]),
+                  validation_value=None if best is None else float(best["value"])),
     )
+
+
+def _start_lam(lam0, prior: PriorSet | None, p: int) -> np.ndarray:
+    """The first mixture: ``lam0`` checked (in Lambda, every entry positive: exponentiated
+    gradient never leaves a zero), or Lambda's feasible point."""
+    if lam0 is None:
+        return (PriorSet(p) if prior is None else prior).feasible_point()
+    lam = np.asarray(lam0, dtype=np.float64).reshape(-1)
+    if lam.shape != (p,) or not np.isfinite(lam).all() or (lam < 0).any() or lam.sum() <= 0:
+        raise InvalidOptionError(f"lam0 must be {p} non-negative finite weights, got {np.asarray(lam0).tolist()}")
+    lam = np.maximum(lam / lam.sum(), 1e-9)
+    lam = lam / lam.sum()
+    if prior is not None:
+        lo, hi = prior.bounds()
+        if (lam < lo - 1e-9).any() or (lam > hi + 1e-9).any():
+            raise InvalidOptionError(f"lam0 {lam.round(6).tolist()} is outside the prior set's bounds")
+    return lam
 
 
 def _float64_weights(lam: torch.Tensor) -> np.ndarray:
@@ -961,6 +1062,25 @@ def residuals(gate: nn.Module, lam, domains: list[SampleSet], z_sets: list[Sampl
     best = float(a.max()) if prior is None else float(prior.max_linear(a))
     gap = best - float(lam @ a)
     return Residuals(nll=nll, adversary_loss=a, own_nll=own, gap=gap, z=z)
+
+
+def validation_value(gate: nn.Module, validation: list[SampleSet], *, adversary: str, entropies=None,
+                     prior: PriorSet | None = None, own_nll=None, z: float = 1.0, chunk: int = 65536) -> float:
+    """The robust objective of the normalised model ``pi_g / Z`` on held-out domain samples.
+
+    ``max_{lam in Lambda} sum_k lam_k a_k + log Z`` with the adversary's losses ``a_k`` on
+    ``validation`` (:func:`residuals`); ``+inf`` when ``Z`` is not a positive number.
+    """
+    was_training = gate.training
+    gate.eval()
+    nll = evaluate_nll(gate, validation, chunk=chunk)
+    gate.train(was_training)
+    own = _own_nll(validation, None, None) if own_nll is None else np.asarray(own_nll)
+    a = nll if adversary == "nll" else nll - (np.asarray(entropies, dtype=np.float64) if adversary == "kl" else own)
+    if not (math.isfinite(z) and z > 0):
+        return float("inf")
+    worst = float(a.max()) if prior is None else float(prior.max_linear(a))
+    return worst + math.log(z)
 
 
 @torch.no_grad()

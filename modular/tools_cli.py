@@ -48,6 +48,9 @@ def register(sub) -> None:
     e.add_argument("test", help="cached test split (TEST.npz)")
     e.add_argument("--mixtures", help="semicolon-separated mixtures, e.g. '1,0,0;0.5,0.5,0' (default: vertices, "
                                       "pair midpoints, centre)")
+    e.add_argument("--static-from", metavar="DATA.npz",
+                   help="fit the best static gate on these windows (e.g. the gate's own DATA.npz) rather than on "
+                        "the test windows, where it is an oracle")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--report", help="directory for evaluation.md, evaluation.json and evaluation.png")
 
@@ -145,7 +148,7 @@ def run_evaluate(args) -> tuple[int, dict]:
     if args.mixtures:
         p = loaded.meta.get("p") or loaded.config["p"]
         mixtures = parse_mixtures(args.mixtures, p)
-    out = evaluate_gate(loaded, args.test, mixtures=mixtures)
+    out = evaluate_gate(loaded, args.test, mixtures=mixtures, static_from=args.static_from)
     if args.report:
         out["report"] = [str(p) for p in write_report(out, args.report)]
     return 0, out

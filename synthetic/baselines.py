@@ -54,12 +54,15 @@ def train_group_dro(data, *, V: int, T: int, width: int = 8, eta: float = 0.05, 
 
 
 def train_doremi(data, references, *, V: int, T: int, width: int = 8, eta: float = 1.0, seed: int = 0,
-                 arch: str = "transformer", **fit_kwargs) -> tuple[TorchSequenceModel, np.ndarray]:
+                 arch: str = "transformer", proxy_width: int | None = None,
+                 **fit_kwargs) -> tuple[TorchSequenceModel, np.ndarray]:
     """DoReMi: find domain weights with a proxy run on excess loss, then train on their average.
 
     ``references`` holds one reference model per domain (e.g. the domain's expert, any
     :class:`~synthetic.sequences.SequenceModel`); its NLL per token on each training
-    sequence is the reference loss. Returns the final model and the DoReMi weights.
+    sequence is the reference loss. The proxy has ``proxy_width`` (default ``width``; DoReMi
+    itself finds the weights with a proxy much smaller than the final model). Returns the
+    final model and the DoReMi weights.
     """
     data = list(data)
     if len(references) != len(data):
@@ -68,7 +71,8 @@ def train_doremi(data, references, *, V: int, T: int, width: int = 8, eta: float
     ref_nll = [LazyReference(lambda idx, r=r, d=np.asarray(d): -r.token_log_probs(d[idx]).mean(axis=1), len(d))
                for r, d in zip(references, data)]
     rule = DoReMi(ref_nll, eta=eta)
-    TorchSequenceModel(V, T, width, arch=arch, seed=seed, name="doremi-proxy").fit(data, rule=rule, **fit_kwargs)
+    TorchSequenceModel(V, T, width if proxy_width is None else proxy_width, arch=arch, seed=seed,
+                       name="doremi-proxy").fit(data, rule=rule, **fit_kwargs)
     lam = rule.average
     model = train_on_weights(data, lam, V=V, T=T, width=width, arch=arch, seed=seed, **fit_kwargs)
     model.name = f"{arch}-w{width}/doremi"

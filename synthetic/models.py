@@ -30,10 +30,32 @@ from theory.errors import InputError, InvalidOptionError, ShapeMismatchError
 ARCHITECTURES = ("transformer", "gru")
 
 
-#: Training precisions of :meth:`TorchSequenceModel.fit`: plain float32, or bfloat16 autocast
-#: (matrix products in bfloat16, log-softmax and the loss in float32; 3.5x faster per step on
-#: this machine's CPU at width 256-546, T = 256).
-PRECISIONS = ("float32", "bfloat16")
+#: Training precisions of :meth:`TorchSequenceModel.fit`: plain float32, bfloat16 autocast
+#: (matrix products in bfloat16, log-softmax and the loss in float32), or ``"auto"``: bfloat16
+#: where the hardware computes in it natively, float32 elsewhere (:func:`native_bfloat16`).
+#: bfloat16 was 3.5x faster per step than float32 on a CPU with AMX tiles (width 256-546,
+#: T = 256) and 7-11x *slower* on an AVX2-only CPU (AMD EPYC, no AVX512-BF16), which emulates it.
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def native_bfloat16(device) -> bool:
+    """Whether bfloat16 matrix products run natively on ``device``: a CUDA device that supports
+    them, or a CPU with AMX tiles or AVX512-BF16 (elsewhere torch emulates them, slowly)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def resolve_precision(precision: str, device) -> str:
+    """``"auto"`` -> ``"bfloat16"`` on native hardware (:func:`native_bfloat16`), else ``"float32"``."""
+    if precision not in PRECISIONS:
+        raise InvalidOptionError(f"unknown training precision {precision!r}; use one of {PRECISIONS}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return precision
 #: Evaluation precisions: float64 (probabilities over V^T sum to one to ~1e-12) or float32 (5x faster).
 EVAL_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -284,12 +306,13 @@ class TorchSequenceModel(SequenceModel):
         conflict_every : int
             Every this many steps (0: never) record the cosine between the
             per-domain gradients ``grad L_k`` (p x p matrix).
-        precision : {"float32", "bfloat16"}
+        precision : {"float32", "bfloat16", "auto"}
             ``"bfloat16"``: the forward pass under bfloat16 autocast (the loss in float32),
-            the parameters and the optimiser in float32.
+            the parameters and the optimiser in float32; ``"auto"``: bfloat16 where the
+            device computes in it natively (:func:`resolve_precision`); the training record
+            says which ran.
         """
-        if precision not in PRECISIONS:
-            raise InvalidOptionError(f"unknown training precision {precision!r}; use one of {PRECISIONS}")
+        precision = resolve_precision(precision, self.device)
         domains = [data] if not isinstance(data, (list, tuple)) else list(data)
         arrays = [check_sequences(d, self.V, self.T, f"domain {k} data") for k, d in enumerate(domains)]
         for k, a in enumerate(arrays):

@@ -263,6 +263,10 @@ def _descend(v, cs: _CellStructure, W, f: float, G, d):
     return None if found is None else (*found, step)
 
 
+#: Share of the uniform weights mixed into a warm start of :func:`fit_gate_weights`.
+_INTERIOR = 1e-3
+
+
 def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_iter: int = 100) -> GateWeightsFit:
     """Minimise ``-sum_x v(x) log q_W(x)``, ``q_W(x) = sum_k W[cell(x), k] P_k(x)``.
 
@@ -290,7 +294,14 @@ def fit_gate_weights(v, P, labels, n_cells, *, W0=None, tol: float = 1e-12, max_
     cs = _CellStructure(P, labels, n_cells)
     qp = cs.polytope()
     p = P.shape[0]
-    W = np.full((n_cells, p), 1.0 / p) if W0 is None else np.asarray(W0, dtype=np.float64)
+    if W0 is None:
+        W = np.full((n_cells, p), 1.0 / p)
+    else:
+        # A warm start is pulled slightly into the interior: a weight at exactly zero where v now has
+        # mass (the previous lam left that domain out) makes q tiny there, the Hessian v / q^2 huge,
+        # and the Newton steps stall with a Frank-Wolfe gap of 1e20 (seen on the excess instance of
+        # cached text windows, experts e^50 apart on single windows).
+        W = repair_gate_weights((1 - _INTERIOR) * np.asarray(W0, dtype=np.float64) + _INTERIOR / p, cs.masses)
     q = cs.model(W)
     f = _objective(v, q)
     if not np.isfinite(f):

@@ -9,8 +9,9 @@ For one run (a model seed and a data subsample):
 - the **monolithic** models have as many parameters as all experts and the gate
   together (the width is chosen to match, within :data:`PARAMETER_MATCH`) and see the
   same total number of training tokens as all experts together, on the pooled windows
-  at equal domain weights, at DoReMi's weights (a proxy run on the excess loss over
-  each domain's expert), and at the gate's least-favourable mixture ``lam``.
+  at equal domain weights, at DoReMi's weights (a proxy, the size of one expert, run on
+  the excess loss over each domain's expert), and at the gate's least-favourable mixture
+  ``lam``.
 
 Everything else goes through the tools of :mod:`modular`, so this experiment is also
 their end-to-end test. One excerpt of each held-out (validation or test) document is
@@ -22,8 +23,9 @@ log-probabilities on their windows of T bytes and on M samples of each expert. T
   (:class:`modular.gates.TransformerSequenceGate`, a few per cent of an expert), is
   fitted on DATA.npz by :func:`modular.fit_robust_gate` (the function ``python -m modular
   fit`` calls) with the excess adversary (real text has no known entropy:
-  ``a_k = KL(D_k || pi_g) - KL(D_k || pi_k)``) and the unbiased expert-sample Z, and saved
-  with :func:`modular.cache.gate_meta`;
+  ``a_k = KL(D_k || pi_g) - KL(D_k || pi_k)``) and the unbiased expert-sample Z, started at
+  the best constant gate of DATA's windows and selected on VAL.npz's windows (with Z held
+  out on VAL's expert samples), and saved with :func:`modular.cache.gate_meta`;
 - the **routed model** is distilled by ``python -m modular distill`` (run in-process):
   a causal router trained on the cached expert samples accepted by rejection;
 - ``python -m modular evaluate`` (in-process) scores the gate, each expert, the
@@ -59,14 +61,14 @@ from modular import cli
 from modular.cache import build_cache, gate_meta, write_npz
 from modular.data import check_excess_defined, load_npz
 from modular.distill import routed_log_prob, router_probs
-from modular.evaluate import Method, score
+from modular.evaluate import Method, best_static_for, score
 from modular.gate_io import load_gate, save_gate
-from modular.gates import TransformerSequenceGate
+from modular.gates import TransformerSequenceGate, start_at_constant
 from modular.primal_dual import _finite_or_none, fit_robust_gate
 from synthetic.baselines import train_doremi, train_on_weights
 from synthetic.expert_io import as_expert
 from synthetic.experiments.common import lam_label, seed_streams, single_thread_torch
-from synthetic.models import TorchSequenceModel
+from synthetic.models import TorchSequenceModel, resolve_precision
 from synthetic.text import load_text_corpus
 from theory.errors import InputError
 
@@ -211,25 +213,48 @@ def _run_cli(argv: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def fit_gate(data_path, config: dict, T: int, seed: int, device=None):
+def tolerances(config: dict, T: int) -> tuple[float, float]:
+    """The fit's tolerances at window length T: ``(tol_gap, tol_z)``, both from one accuracy per byte.
+
+    The table reports NLL per byte, so the gate's residuals are held to what they can move
+    there, ``tol_per_byte`` (nats per byte): the adversary's gap to ``T tol_per_byte`` nats
+    per window, and the mass to ``|log Z| <= T tol_per_byte``, i.e. ``|Z - 1| <=
+    expm1(T tol_per_byte)`` (renormalising a gate of mass Z moves its NLL per byte by
+    ``log Z / T``).
+    """
+    per_byte = config["tol_per_byte"]
+    return per_byte * T, math.expm1(per_byte * T)
+
+
+def fit_gate(data_path, config: dict, T: int, seed: int, device=None, val_path=None):
     """The robust gate on a cached split, fitted as ``python -m modular fit`` fits one, saved beside it.
 
     The same function (:func:`modular.fit_robust_gate`) on the same sets
     (:func:`modular.data.load_npz`), excess adversary, unbiased expert-sample Z, stopping
-    once the whole-set residuals stay within tolerance; the gate is saved with the
-    metadata the tools check (:func:`modular.cache.gate_meta`).
+    once the whole-set residuals stay within tolerance (:func:`tolerances`); what ``fit
+    --start best-static --validation VAL.npz`` does: the gate starts at the best constant
+    gate of the training windows (solved exactly), the returned check is the one with the
+    best robust objective on the validation windows (among those within tolerance), and the
+    held-out Z is measured on the validation split's expert samples. The gate is saved with
+    the metadata the tools check (:func:`modular.cache.gate_meta`).
     """
     domains, experts = load_npz(data_path)
     check_excess_defined(domains)
     p = domains[0].p
     gate = make_gate(p, T, config["gate_width"], seed)
+    w, static = best_static_for(domains, adversary="excess")
+    start_at_constant(gate, w)
+    val_d, val_e = load_npz(val_path) if val_path is not None else (None, None)
+    tol_gap, tol_z = tolerances(config, T)
+    # The losses are nats per window (T bytes): steps per byte keep the game's pace the same at every T.
     res = fit_robust_gate(gate, domains, experts, adversary="excess", z_estimator="expert-samples",
                           steps=config["fit_steps"], batch_size=config["fit_batch"], lr=config["fit_lr"],
-                          lr_schedule=config["lr_schedule"], lam_lr=config["lam_lr"], mu_lr=config["mu_lr"],
-                          mu0=config["mu0"], gate_iterate=config["gate_iterate"],
-                          tol_gap=config["tol_gap_per_byte"] * T, tol_z=config["tol_z"],
+                          lr_schedule=config["lr_schedule"], lam_lr=config["lam_lr"] / T, mu_lr=config["mu_lr"] * T,
+                          mu0=config["mu0"], gate_iterate=config["gate_iterate"], lam0=static.lam,
+                          weight_decay=config.get("fit_weight_decay", 0.0), tol_gap=tol_gap, tol_z=tol_z,
                           until_converged=True, check_every=config["check_every"], seed=seed, device=device,
-                          dtype=getattr(torch, config.get("fit_dtype", "float64")), z_holdout=config.get("z_holdout"))
+                          dtype=getattr(torch, config.get("fit_dtype", "float64")),
+                          validation=val_d, validation_experts=val_e)
     summary = res.summary()
     path = Path(data_path).with_name(f"gate_T{T}.pt")
     save_gate(path, res.gate.cpu(), meta=_finite_or_none(gate_meta(data_path, summary, kind="transformer")))
@@ -258,13 +283,14 @@ def real_world(config: dict) -> dict:
     ``cache_windows`` and ``excerpt_windows`` (held-out text given to the cache, per
     genre), ``cache_split``, ``m_expert`` (expert samples per split), ``fit_steps`` (the
     most steps: the fit stops once its residuals stay within tolerance), ``fit_batch``,
-    ``fit_lr``, ``lr_schedule``, ``lam_lr``, ``mu_lr``, ``mu0`` (the multiplier's start), ``gate_iterate``,
-    ``tol_gap_per_byte`` (the adversary's gap tolerance is this times T nats per window),
-    ``tol_z``, ``check_every``, ``z_holdout`` (optional: the fraction of the expert samples
-    held out to measure Z and correct the constraint's optimism, :func:`modular.fit_robust_gate`),
-    ``router_steps``, ``seed`` (models), ``subsample`` (data), ``device`` (None: CUDA
-    when available); optional ``precision`` (training of experts and monolithic models,
-    ``"float32"`` or ``"bfloat16"`` autocast), ``eval_dtype`` (their evaluation and sampling,
+    ``fit_lr``, ``lr_schedule``, ``lam_lr`` and ``mu_lr`` (per byte: the fit's steps are ``lam_lr / T``
+    on lam and ``mu_lr T`` on the multiplier, whose losses are nats per window), ``mu0`` (the
+    multiplier's start), ``gate_iterate``,
+    ``fit_weight_decay`` (optional, AdamW's), ``tol_per_byte`` (the accuracy per byte the fit's
+    residuals are held to, :func:`tolerances`), ``check_every``, ``router_steps``, ``seed``
+    (models), ``subsample`` (data), ``device`` (None: CUDA when available); optional
+    ``precision`` (training of experts and monolithic models: ``"float32"``, ``"bfloat16"``
+    autocast, or ``"auto"``, bfloat16 where it is native), ``eval_dtype`` (their evaluation and sampling,
     ``"float64"`` or ``"float32"``) and ``fit_dtype`` (the gate fit's, ``"float64"`` or
     ``"float32"``).
     """
@@ -305,22 +331,24 @@ def real_world(config: dict) -> dict:
                             expert_samples=config["m_expert"], seed=int(seeds[3]), expert_records=records,
                             progress=False)
         timings["cache"] = time.perf_counter() - t0
-        data_path, test_path = work / "cache" / "DATA.npz", work / "cache" / "TEST.npz"
+        data_path, val_path, test_path = (work / "cache" / f for f in ("DATA.npz", "VAL.npz", "TEST.npz"))
 
         # One monolithic step sees a batch of every domain: the same tokens per step as all experts' steps.
         t0 = time.perf_counter()
         mono = {MONO_EVEN: train_on_weights(train, np.full(p, 1.0 / p), V=V, T=T, width=width, seed=int(seeds[2]),
                                             **fit_kwargs)}
+        # DoReMi's proxy is the size of one expert (DoReMi finds the weights with a small proxy).
         mono[MONO_DOREMI], doremi_lam = train_doremi(train, experts, V=V, T=T, width=width, seed=int(seeds[2]),
-                                                     **fit_kwargs)
+                                                     proxy_width=config["expert_width"], **fit_kwargs)
         timings["monolithic"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         lengths = sorted(set(config["T_sweep"]) | {T})
-        fits = {}
+        fits, d_paths = {}, {}
         for Tw in lengths:
-            d_path = data_path if Tw == T else prefix_split(data_path, work / f"DATA_T{Tw}.npz", Tw)
-            fits[Tw] = fit_gate(d_path, config, Tw, int(seeds[4]), device)
+            d_paths[Tw] = data_path if Tw == T else prefix_split(data_path, work / f"DATA_T{Tw}.npz", Tw)
+            v_path = val_path if Tw == T else prefix_split(val_path, work / f"VAL_T{Tw}.npz", Tw)
+            fits[Tw] = fit_gate(d_paths[Tw], config, Tw, int(seeds[4]), device, val_path=v_path)
         gate_path, fit = fits[T]
         timings["gate fit"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -350,7 +378,9 @@ def real_world(config: dict) -> dict:
         for Tw in lengths:
             t_path = test_path if Tw == T else prefix_split(test_path, work / f"TEST_T{Tw}.npz", Tw)
             report = work / f"evaluation_T{Tw}"
+            # The best static gate is fitted on the gate's own training windows, not on the test windows.
             _run_cli(["evaluate", str(fits[Tw][0]), str(t_path), "--report", str(report),
+                      "--static-from", str(d_paths[Tw]),
                       "--mixtures", ";".join(",".join(repr(float(v)) for v in lam) for lam in mixtures)])
             evaluation = json.loads((report / "evaluation.json").read_text())
             domains, _ = load_npz(t_path)
@@ -379,11 +409,14 @@ def real_world(config: dict) -> dict:
             "fit_status": fit.status, "fit_gap": fit.gap, "fit_steps": fit.steps, "z_estimator": fit.z_estimator,
             "fits": {str(Tw): {"lam": f.lam.tolist(), "z": f.z, "gap": f.gap, "tol_gap": f.tol_gap, "status": f.status,
                                "steps": f.steps, "z_target": f.z_target, "z_holdout": f.z_holdout,
-                               "z_holdout_se": f.z_holdout_se}
+                               "z_holdout_se": f.z_holdout_se, "tol_z": f.tol_z,
+                               "selected_step": f.info.get("selected_step"),
+                               "validation_value": f.info.get("validation_value")}
                      for Tw, (_, f) in fits.items()},
             "z_test": z_test[GATE][0], "z_test_se": z_test[GATE][1],
             "z_posterior": z_test[POSTERIOR_RAW][0], "z_posterior_se": z_test[POSTERIOR_RAW][1],
             "doremi_lam": np.asarray(doremi_lam).tolist(), "best_static": evaluation["best_static"]["w"],
             "distill": distill, "acceptance": distill["acceptance"], "monolithic_width": width, "parameters": params,
             "cache_counts": manifest["counts"], "cache_files": manifest["files"], "timings": timings,
+            "precision": resolve_precision(config.get("precision", "float32"), experts[0].device),
             "checksums": {f"text/{g}/{s}": corpus[g][s].checksum for g in genres for s in ("train", "val", "test")}}

@@ -231,3 +231,51 @@ def test_sigint_saves_and_exits_130_with_one_line(tmp_path, data):
     assert err.count("\n") == 1 and "interrupted after step" in err and "checkpoint saved" in err
     step = torch.load(ck, weights_only=True)["step"]
     assert step >= 50 and f"step {step}:" in err
+
+
+def test_validation_file_and_best_static_start(capsys, data, tmp_path):
+    """--validation VAL.npz selects the returned check on its domains and measures the held-out Z
+    on its expert samples; --start best-static begins at the exact best constant gate."""
+    path, h = data
+    D, P = finite_instance(12, 2, 0)
+    val = _write(tmp_path / "val.npz", D, P, m=1000, seed=5)
+    base = ["fit", str(path), "--entropy", h, "--steps", "300", "--check-every", "50", "--gate", "tabular"]
+    code, out, _ = _run(capsys, base + ["--validation", str(val), "--start", "best-static", "--json"])
+    res = _strict_json(out)
+    assert code in (0, 3) and res["z_holdout_source"] == "validation" and res["z_holdout_m"] == [1000, 1000]
+    assert res["z_holdout_fraction"] == 0.0 and res["selected_step"] in range(0, 301, 50)
+    assert np.isfinite(res["validation_value"])
+    code, out, _ = _run(capsys, base + ["--validation", str(val)])
+    assert "on the validation expert samples" in out and "returned the check at step" in out
+    # Steps 0: the returned gate is the start, i.e. the best constant gate of the training samples.
+    from modular.data import load_npz
+    from modular.evaluate import best_static_for
+
+    gate_file = tmp_path / "g.pt"
+    code, out, _ = _run(capsys, ["fit", str(path), "--entropy", h, "--steps", "1", "--check-every", "1", "--gate",
+                                 "tabular", "--start", "best-static", "--lr", "1e-12", "--save", str(gate_file),
+                                 "--json"])
+    w, _ = best_static_for(load_npz(path)[0], adversary="kl", entropies=np.array([float(v) for v in h.split(",")]))
+    logits = load_gate(gate_file).gate.logits.detach().double()
+    np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), np.broadcast_to(w, (12, 2)), atol=1e-6)
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--solver", "exact"], "--solver exact has none"),
+    (["--z-holdout", "0.2"], "give one or the other"),
+])
+def test_validation_refusals_are_one_line(capsys, data, tmp_path, extra, needle):
+    path, h = data
+    D, P = finite_instance(12, 2, 0)
+    val = _write(tmp_path / "val.npz", D, P, m=100, seed=5)
+    code, out, err = _run(capsys, ["fit", str(path), "--entropy", h, "--gate", "tabular", "--validation", str(val)]
+                          + extra)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_validation_with_other_p_is_refused(capsys, data, tmp_path):
+    path, h = data
+    D, P = finite_instance(12, 3, 0)
+    val = _write(tmp_path / "val3.npz", D, P, m=100, seed=5)
+    code, _, err = _run(capsys, ["fit", str(path), "--entropy", h, "--gate", "tabular", "--validation", str(val)])
+    assert code == 2 and "p=3" in err

@@ -156,3 +156,29 @@ def test_excess_instance_survives_experts_hundreds_of_nats_apart_on_single_windo
     assert worst(w) == pytest.approx(res.value - log_c, abs=1e-6)
     grid = [np.array([a, b, 1 - a - b]) for a in np.linspace(0, 1, 41) for b in np.linspace(0, 1 - a, 41)]
     assert min(worst(v) for v in grid) >= worst(w) - 1e-9
+
+
+def test_best_static_gate_from_the_training_split_is_not_the_test_oracle(tmp_path, capsys):
+    """``--static-from DATA.npz`` fits the best static gate on the gate's own training windows:
+    its weights are those of ``best_static_gate`` on that split, its test excess is no better than
+    the oracle's fitted on the test windows, and the report says where it was fitted."""
+    train = _write_split(tmp_path / "DATA.npz", seed=1)
+    _write_split(tmp_path / "TEST.npz", seed=2)
+    gate = _gate_file(tmp_path / "g.pt")
+    oracle = evaluate_gate(load_gate(gate), tmp_path / "TEST.npz")
+    honest = evaluate_gate(load_gate(gate), tmp_path / "TEST.npz", static_from=tmp_path / "DATA.npz")
+    w, _, _ = best_static_gate([train[f"logp_{k}"] for k in range(3)])
+    np.testing.assert_allclose(honest["best_static"]["w"], w, atol=1e-12)
+    assert np.abs(np.array(honest["best_static"]["w"]) - oracle["best_static"]["w"]).sum() > 1e-3
+    rows = {r["method"]: r for r in oracle["methods"]}, {r["method"]: r for r in honest["methods"]}
+    assert rows[1]["best static"]["worst_excess"] >= rows[0]["best static"]["worst_excess"] - 1e-12
+    assert "DATA.npz" in rows[1]["best static"]["note"] and "oracle" in rows[0]["best static"]["note"]
+    # The command line passes it through; a split of other experts is refused in one line.
+    assert main(["evaluate", str(gate), str(tmp_path / "TEST.npz"), "--static-from", str(tmp_path / "DATA.npz"),
+                 "--json"]) == 0
+    capsys.readouterr()
+    arrays = dict(np.load(tmp_path / "DATA.npz", allow_pickle=False))
+    arrays["expert_names"] = np.array(["x", "y", "z"])
+    write_npz(tmp_path / "OTHER.npz", arrays)
+    assert main(["evaluate", str(gate), str(tmp_path / "TEST.npz"), "--static-from", str(tmp_path / "OTHER.npz")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

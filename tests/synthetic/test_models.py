@@ -142,3 +142,12 @@ def test_bfloat16_training_and_float32_evaluation():
         a.fit(data, steps=1, precision="float16")
     with pytest.raises(InvalidOptionError, match="evaluation dtype"):
         TorchSequenceModel(3, 6, 8, eval_dtype="half")
+
+
+def test_auto_precision_is_bfloat16_only_where_it_is_native():
+    from synthetic.models import native_bfloat16, resolve_precision
+
+    assert resolve_precision("auto", "cpu") == ("bfloat16" if native_bfloat16("cpu") else "float32")
+    assert resolve_precision("float32", "cpu") == "float32" and resolve_precision("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(InvalidOptionError):
+        resolve_precision("float16", "cpu")

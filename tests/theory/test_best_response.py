@@ -163,3 +163,46 @@ def test_best_response_rejects_unknown_family_and_missing_cells():
         best_response(D, D, [0.5, 0.5], family="tree")
     with pytest.raises(InvalidOptionError, match="needs cells"):
         best_response(D, D, [0.5, 0.5], family="partition")
+
+
+def _stalled_constant_instance():
+    """Cached text windows of four genres under four byte-level experts, as the constant-gate
+    excess game (``modular.evaluate.excess_instance``: 100 windows per domain, experts up to
+    e^50 apart on single windows). ``D_k`` is uniform on domain k's block of outcomes."""
+    from pathlib import Path
+
+    with np.load(Path(__file__).parent / "data" / "stalled_constant_instance.npz", allow_pickle=False) as f:
+        P, counts = f["P"], f["counts"]
+    D = np.zeros_like(P)
+    start = 0
+    for k, c in enumerate(counts):
+        D[k, start:start + c] = 1.0 / c
+        start += c
+    return D, P
+
+
+def test_constant_family_certifies_where_a_warm_start_at_a_zero_weight_stalled():
+    """The dual ascent warm-starts each inner fit at the previous gate weights; one with a weight
+    at exactly zero, where the new lam gives that domain mass, left q tiny there, the Hessian
+    v / q^2 at 1e40, and the inner fit with a Frank-Wolfe gap of 1e20: the ascent stopped at a
+    certified gap of 0.136 nats (status not_converged). Pulled into the interior, it certifies."""
+    import sys
+
+    from theory import solve_robust
+
+    D, P = _stalled_constant_instance()
+    res = solve_robust(D, P, family="constant")
+    assert res.status == "optimal" and res.gap <= 1e-9
+    # Every domain the least-favourable mixture weights attains the robust value (the saddle point).
+    active = res.lam > 1e-6
+    np.testing.assert_allclose(res.kl[active], res.value, atol=1e-7)
+    # The false variant: the warm start as it was (no interior share) stalls on this instance.
+    module = sys.modules["theory.best_response"]
+    saved = module._INTERIOR
+    module._INTERIOR = 0.0
+    try:
+        with pytest.warns(Warning):
+            stalled = solve_robust(D, P, family="constant")
+    finally:
+        module._INTERIOR = saved
+    assert stalled.status != "optimal" and stalled.gap > 0.1
