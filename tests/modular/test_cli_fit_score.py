@@ -245,8 +245,11 @@ def test_validation_file_and_best_static_start(capsys, data, tmp_path):
     assert code in (0, 3) and res["z_holdout_source"] == "validation" and res["z_holdout_m"] == [1000, 1000]
     assert res["z_holdout_fraction"] == 0.0 and res["selected_step"] in range(0, 301, 50)
     assert np.isfinite(res["validation_value"])
-    code, out, _ = _run(capsys, base + ["--validation", str(val)])
+    code, out, _ = _run(capsys, base + ["--validation", str(val), "--report", str(tmp_path / "rep")])
     assert "on the validation expert samples" in out and "returned the check at step" in out
+    checks = np.genfromtxt(tmp_path / "rep" / "residuals.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(checks["step"], [0, 50, 100, 150, 200, 250, 300])
+    assert np.isfinite(checks["validation"]).all()
     # Steps 0: the returned gate is the start, i.e. the best constant gate of the training samples.
     from modular.data import load_npz
     from modular.evaluate import best_static_for
