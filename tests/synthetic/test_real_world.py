@@ -34,9 +34,9 @@ def test_monolithic_width_matches_experts_plus_gate_within_5_percent(width, T):
 
 SMOKE = dict(genres=list(corpora.REAL_GENRES), T=16, T_sweep=[8], expert_width=8, gate_width=4, train_windows=400,
              train_fraction=0.5, steps=30, batch_size=16, lr=1e-2, cache_windows=300, excerpt_windows=2,
-             cache_split=(0.4, 0.2, 0.4), m_expert=200, fit_steps=200, fit_batch=32, fit_lr=0.03,
-             lr_schedule="cosine", gate_iterate="poly", lam_lr=32.0, mu_lr=1 / 64, mu0=0.0, tol_per_byte=0.001,
-             fit_weight_decay=0.5, check_every=50, router_steps=20, seed=0, subsample=0)
+             cache_split=(0.4, 0.2, 0.4), m_expert=200, fit_steps=200, fit_batch=32, fit_lr=0.003,
+             lr_schedule="cosine", gate_iterate="poly", lam_lr=4.0, mu_lr=1 / 64, mu0=0.0, tol_per_byte=0.001,
+             fit_weight_decay=0.0, check_every=50, router_steps=20, seed=0, subsample=0)
 
 
 @pytest.fixture(scope="module")
