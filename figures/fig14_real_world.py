@@ -40,7 +40,7 @@ _FIT = {"fit_lr": 0.003, "lr_schedule": "cosine", "gate_iterate": "poly", "lam_l
 # are evaluated and sampled in float32 (5x faster than float64; per-token log-probabilities within 1e-6).
 _FAST = {"precision": "auto", "eval_dtype": "float32"}
 SETTINGS = {
-    # Tiny models for CI and `make reproduce`: 197 s on 2 cores (5 runs on 2 workers).
+    # Tiny models for CI and `make reproduce`: 243 s on 2 cores (5 runs on 2 workers, 69-101 s each).
     "quick": {**_FIT, "T": 32, "T_sweep": [8, 16], "expert_width": 16, "gate_width": 6, "train_windows": 2000,
               "train_fraction": 0.7, "steps": 120, "batch_size": 16, "lr": 1e-2, "cache_windows": 1500,
               "excerpt_windows": 6, "m_expert": 1000, "fit_steps": 200, "fit_batch": 64,
