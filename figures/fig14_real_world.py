@@ -46,17 +46,17 @@ SETTINGS = {
               "excerpt_windows": 6, "m_expert": 1000, "fit_steps": 200, "fit_batch": 64,
               "check_every": 50, "router_steps": 100, "seeds": (0, 1, 2), "subsamples": (0, 1, 2)},
     # Experts of 987,392 parameters (one block, width 256), a 53,140-parameter transformer gate (5.4%),
-    # monolithic width 546 (4,005,712 parameters, +0.08% of experts + gate); CPU. Sized to this CPU
-    # (AMD EPYC, AVX2 only, so float32: bfloat16 is emulated there and 7-11x slower). Measured alone,
-    # one thread, T = 256: an expert step of 16 windows 0.47 s; a monolithic step of 64 windows 10.0 s
-    # at width 546 and 2.4 s for DoReMi's expert-size proxy. The three parameter-matched monolithic
-    # trainings (equal weights, DoReMi, lam*) and the proxy cost 32 s per common step: 40 steps (an
-    # expert sees 164 kB; lr 3e-3 reached 2.40 nats/byte on scripture there, 1e-2 2.57). Run end to end
-    # (5 runs side by side): 6,885 s of wall time, the monolithic trainings 46% and the cache 28% of it.
+    # monolithic width 544 (3,977,984 parameters, -0.6% of experts + gate; a multiple of 16, which runs
+    # 16% faster than the closest width, 546); CPU. Sized to this CPU (AMD EPYC, AVX2 only, so float32:
+    # bfloat16 is emulated there and 7-11x slower). Measured alone, one thread, T = 256: a monolithic
+    # step of 64 windows 8.4 s at width 544 (at the float32 matrix-product floor: 45 of 40-58 GFLOP/s).
+    # The three parameter-matched monolithic trainings (equal weights, DoReMi, lam*) are the floor of
+    # the run, so the budget is 40 steps of 12 windows per expert (48 per monolithic step; an expert
+    # sees 123 kB), 256 expert samples per split and fit batches of 16 per set.
     "full": {**_FIT, **_FAST, "T": 256, "T_sweep": [16, 64], "expert_width": 256, "gate_width": 48,
-             "train_windows": 40000, "train_fraction": 0.7, "steps": 40, "batch_size": 16, "lr": 3e-3,
-             "cache_windows": 800, "excerpt_windows": 2, "m_expert": 400, "fit_steps": 200,
-             "fit_batch": 32, "check_every": 50, "router_steps": 200, "seeds": (0, 1, 2),
+             "train_windows": 40000, "train_fraction": 0.7, "steps": 40, "batch_size": 12, "lr": 3e-3,
+             "cache_windows": 800, "excerpt_windows": 2, "m_expert": 256, "fit_steps": 200,
+             "fit_batch": 16, "check_every": 50, "router_steps": 200, "seeds": (0, 1, 2),
              "subsamples": (0, 1, 2)},
 }
 #: Settings beyond the pipeline's profiles, run by ``python -m figures.fig14_real_world --settings NAME``.

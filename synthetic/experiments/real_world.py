@@ -104,13 +104,25 @@ def transformer_parameters(width: int, T: int, heads: int = 2) -> int:
     return TorchSequenceModel(V, T, width, heads=heads, device="cpu").n_parameters
 
 
+#: Matched widths prefer a multiple of this many units per head when its count is within
+#: :data:`ALIGNED_MATCH` of the target: vectorised kernels handle such widths whole (a training
+#: step of 64 windows, T = 256, float32, one CPU thread: 8.4 s at width 544 against 10.0 s at 546).
+ALIGN_PER_HEAD = 8
+ALIGNED_MATCH = 0.01
+
+
 def matched_width(target: int, T: int, heads: int = 2) -> int:
-    """The transformer width (a multiple of ``heads``) whose parameter count is closest to ``target``."""
+    """The transformer width whose parameter count is closest to ``target``.
+
+    Among multiples of ``heads``; a multiple of ``ALIGN_PER_HEAD * heads`` is preferred when its
+    count is within ``ALIGNED_MATCH`` of the target (always within :data:`PARAMETER_MATCH`).
+    """
     lo, hi = heads, heads
     while transformer_parameters(hi, T, heads) < target:
         lo, hi = hi, hi * 2
-    best = min(range(lo, hi + 1, heads), key=lambda w: abs(transformer_parameters(w, T, heads) - target))
-    return best
+    miss = {w: abs(transformer_parameters(w, T, heads) - target) for w in range(lo, hi + 1, heads)}
+    aligned = [w for w in miss if w % (ALIGN_PER_HEAD * heads) == 0 and miss[w] <= ALIGNED_MATCH * target]
+    return min(aligned or miss, key=miss.get)
 
 
 def gate_parameters(gate: torch.nn.Module) -> int:

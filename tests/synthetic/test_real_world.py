@@ -32,6 +32,18 @@ def test_monolithic_width_matches_experts_plus_gate_within_5_percent(width, T):
     assert abs(rw.transformer_parameters(width, T) - target) > rw.PARAMETER_MATCH * target
 
 
+def test_matched_width_prefers_a_vector_aligned_width_within_one_percent():
+    # The full profile's target (4 experts of width 256 and a 53,140-parameter gate, T = 256): the
+    # closest multiple of the 2 heads is 546 (+0.08%); 544, a multiple of 16, is within 1% (-0.6%).
+    T, target = 256, 4 * rw.transformer_parameters(256, 256) + 53140
+    closest = min(range(2, 1200, 2), key=lambda w: abs(rw.transformer_parameters(w, T) - target))
+    assert closest == 546 and rw.matched_width(target, T) == 544
+    assert abs(rw.transformer_parameters(544, T) - target) <= rw.ALIGNED_MATCH * target
+    # No aligned width within 1% (the quick profile's 51,430 at T = 32): the closest width, 46.
+    assert rw.matched_width(51430, 32) == min(range(2, 200, 2), key=lambda w: abs(rw.transformer_parameters(w, 32)
+                                                                                   - 51430)) == 46
+
+
 SMOKE = dict(genres=list(corpora.REAL_GENRES), T=16, T_sweep=[8], expert_width=8, gate_width=4, train_windows=400,
              train_fraction=0.5, steps=30, batch_size=16, lr=1e-2, cache_windows=300, excerpt_windows=2,
              cache_split=(0.4, 0.2, 0.4), m_expert=200, fit_steps=200, fit_batch=32, fit_lr=0.003,
