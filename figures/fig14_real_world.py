@@ -40,7 +40,7 @@ _FIT = {"fit_lr": 0.003, "lr_schedule": "cosine", "gate_iterate": "poly", "lam_l
 # are evaluated and sampled in float32 (5x faster than float64; per-token log-probabilities within 1e-6).
 _FAST = {"precision": "auto", "eval_dtype": "float32"}
 SETTINGS = {
-    # Tiny models for CI and `make reproduce`: 243 s on 2 cores (5 runs on 2 workers, 69-101 s each).
+    # Tiny models for CI and `make reproduce`: 176 s on 2 cores (5 runs on 2 workers, 55-72 s each).
     "quick": {**_FIT, "T": 32, "T_sweep": [8, 16], "expert_width": 16, "gate_width": 6, "train_windows": 2000,
               "train_fraction": 0.7, "steps": 120, "batch_size": 16, "lr": 1e-2, "cache_windows": 1500,
               "excerpt_windows": 6, "m_expert": 1000, "fit_steps": 200, "fit_batch": 64,
@@ -52,7 +52,8 @@ SETTINGS = {
     # step of 64 windows 8.4 s at width 544 (at the float32 matrix-product floor: 45 of 40-58 GFLOP/s).
     # The three parameter-matched monolithic trainings (equal weights, DoReMi, lam*) are the floor of
     # the run, so the budget is 40 steps of 12 windows per expert (48 per monolithic step; an expert
-    # sees 123 kB), 256 expert samples per split and fit batches of 16 per set.
+    # sees 123 kB), 256 expert samples per split and fit batches of 16 per set. Run end to end (5 runs
+    # side by side, 2 cores): 4,163 s of wall time, the monolithic trainings 43% and the cache 28% of it.
     "full": {**_FIT, **_FAST, "T": 256, "T_sweep": [16, 64], "expert_width": 256, "gate_width": 48,
              "train_windows": 40000, "train_fraction": 0.7, "steps": 40, "batch_size": 12, "lr": 3e-3,
              "cache_windows": 800, "excerpt_windows": 2, "m_expert": 256, "fit_steps": 200,
