@@ -175,6 +175,9 @@ def repair_gate_weights(W, masses) -> np.ndarray:
     is of the order of the feasibility error of the solver that produced ``W``.
     """
     W = np.clip(W, 0.0, None)
+    # A row with no positive entry (a QP answer off by more than its tolerance) would divide 0 by 0
+    # and make every later iterate NaN; it carries no direction, so it restarts at the uniform row.
+    W[W.sum(axis=1) <= 0] = 1.0
     W /= W.sum(axis=1, keepdims=True)
     if not mass_is_constrained(masses):
         return W

@@ -118,6 +118,22 @@ def test_repair_gate_weights_restores_rows_and_mass():
     np.testing.assert_allclose(repair_gate_weights(W, same), np.clip(W, 0, None) / np.clip(W, 0, None).sum(1, keepdims=True))
 
 
+def test_repair_gate_weights_turns_a_row_without_positive_entries_into_a_feasible_row():
+    # Seen once in a real-world profiling run: "invalid value encountered in divide" on W /= row sums.
+    rng = np.random.default_rng(4)
+    masses = cell_masses(rng.dirichlet(np.ones(30), size=3), np.arange(30) % 5, 5)
+    W = np.tile(rng.dirichlet(np.ones(3)), (5, 1))
+    W[2] = -1e-9
+    with np.errstate(invalid="raise"):
+        R = repair_gate_weights(W, masses)
+    assert np.isfinite(R).all() and (R >= 0).all() and np.abs(R.sum(axis=1) - 1).max() < 1e-15
+    assert abs(float((R * masses).sum()) - 1) < 1e-12
+    # The old rule (clip, then divide by the row sums) gives NaN on that row: the check can fail.
+    clipped = np.clip(W, 0, None)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(clipped / clipped.sum(axis=1, keepdims=True)).any()
+
+
 def test_backtracking_halves_until_accepted():
     tried = []
     found, step = backtrack(lambda t: tried.append(t) or t, lambda cand, t: cand <= 0.125, min_step=1e-3)
