@@ -109,7 +109,8 @@ class CausalTransformer(nn.Module):
         state["k"][:, :, t], state["v"][:, :, t] = k, v
         keys, values = state["k"][:, :, : t + 1], state["v"][:, :, : t + 1]
         # One query over the cached prefix; reading the cache is the cost (memory-bound): the fused
-        # kernel took 3.3 s per 256 steps of 256 sequences against 4.7 s for two batched products.
+        # kernel took 3.3 s per 256 steps of 256 sequences against 4.7 s for two batched products
+        # (the whole draw of 256 sequences of 256 tokens at width 256: 7.7 s against 8.0 s).
         att = F.scaled_dot_product_attention(q.unsqueeze(-2), keys, values).squeeze(-2).reshape(m, -1)
         h = h + self.proj(att)
         h = h + self.mlp(self.ln2(h))

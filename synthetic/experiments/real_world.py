@@ -117,12 +117,24 @@ def matched_width(target: int, T: int, heads: int = 2) -> int:
     Among multiples of ``heads``; a multiple of ``ALIGN_PER_HEAD * heads`` is preferred when its
     count is within ``ALIGNED_MATCH`` of the target (always within :data:`PARAMETER_MATCH`).
     """
-    lo, hi = heads, heads
-    while transformer_parameters(hi, T, heads) < target:
+    @functools.lru_cache(maxsize=None)
+    def miss(w: int) -> int:
+        return abs(transformer_parameters(w, T, heads) - target)
+
+    def below(w: int) -> bool:
+        return transformer_parameters(w, T, heads) < target
+
+    # The count grows with the width: bisect for the crossing (lo below the target, hi at or above it),
+    # so only the widths beside it are counted (each count builds the model).
+    lo, hi = 0, heads
+    while below(hi):
         lo, hi = hi, hi * 2
-    miss = {w: abs(transformer_parameters(w, T, heads) - target) for w in range(lo, hi + 1, heads)}
-    aligned = [w for w in miss if w % (ALIGN_PER_HEAD * heads) == 0 and miss[w] <= ALIGNED_MATCH * target]
-    return min(aligned or miss, key=miss.get)
+    while hi - lo > heads:
+        mid = (lo + hi) // (2 * heads) * heads
+        lo, hi = (mid, hi) if below(mid) else (lo, mid)
+    step = ALIGN_PER_HEAD * heads
+    aligned = [w for w in {lo // step * step, -(-hi // step) * step} if w > 0 and miss(w) <= ALIGNED_MATCH * target]
+    return min(aligned or [w for w in (lo, hi) if w > 0], key=miss)
 
 
 def gate_parameters(gate: torch.nn.Module) -> int:

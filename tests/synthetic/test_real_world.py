@@ -36,7 +36,9 @@ def test_matched_width_prefers_a_vector_aligned_width_within_one_percent():
     # The full profile's target (4 experts of width 256 and a 53,140-parameter gate, T = 256): the
     # closest multiple of the 2 heads is 546 (+0.08%); 544, a multiple of 16, is within 1% (-0.6%).
     T, target = 256, 4 * rw.transformer_parameters(256, 256) + 53140
-    closest = min(range(2, 1200, 2), key=lambda w: abs(rw.transformer_parameters(w, T) - target))
+    # The count grows with the width, so the closest width is next to the crossing, inside (520, 572).
+    assert rw.transformer_parameters(520, T) < target < rw.transformer_parameters(572, T)
+    closest = min(range(520, 574, 2), key=lambda w: abs(rw.transformer_parameters(w, T) - target))
     assert closest == 546 and rw.matched_width(target, T) == 544
     assert abs(rw.transformer_parameters(544, T) - target) <= rw.ALIGNED_MATCH * target
     # No aligned width within 1% (the quick profile's 51,430 at T = 32): the closest width, 46.
